@@ -1,0 +1,1 @@
+"""The dlcourse autograder: hidden pytest suites graded outside the student's process."""
