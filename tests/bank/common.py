@@ -1,0 +1,324 @@
+"""Building blocks of the submission banks (tests/bank/b<NN>_<name>.py) and their tests.
+
+A bank is a list of `Case`s, each a notebook a student could hand in together with what the
+grader must make of it. The banks pin the grader's behaviour on real notebooks: the reference
+solution gets full marks, correct but differently written solutions also do, each typical honest
+mistake loses points in the cell it belongs to (and keeps the others), and cheats lose points.
+
+How a case is built: take the RELEASE notebook (course/<a>/<a>.ipynb, what students receive) and
+fill its answer cells (nbgrader `solution: true`) with the reference solution's source, except
+those given as keywords:
+
+    submission("01_convolution")                               # the reference, in the release
+    submission("01_convolution", im2col=None)                  # im2col left as the stub
+    submission("01_convolution", conv_params=edit(ref["conv_params"], "+ out_channels", ""))
+
+A bank module defines
+
+    ASSIGNMENT = "01_convolution"
+    CASES = [Case(...), ...]
+    DEMO = {"correct": name, "mistakes": name, "blank": name, "cheat": name}
+
+and its test grades every case at once with the batch command (`grade_bank`) and checks each
+result with `problems(case, result)`; tests/test_bank_01_convolution.py is the example to copy.
+The demo (tasks.py) loads a bank with `load_bank(assignment)` and writes cases with `write_cases`.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Union
+
+import nbformat
+from nbformat import NotebookNode
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
+
+KINDS = ("correct", "alternative", "mistake", "cheat", "broken")
+
+# The lines nbgrader's generate_assignment replaces with the stub (ClearSolutions' delimiters).
+_MARKER = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebooks
+# ---------------------------------------------------------------------------------------------
+def source_path(assignment: str) -> Path:
+    """The instructor's source notebook: solutions/<a>/<a>.ipynb."""
+    return REPO / "solutions" / assignment / f"{assignment}.ipynb"
+
+
+def release_path(assignment: str) -> Path:
+    """The release notebook students receive: course/<a>/<a>.ipynb (made by generate_assignment)."""
+    return REPO / "course" / assignment / f"{assignment}.ipynb"
+
+
+def _read(path: Path, what: str) -> NotebookNode:
+    if not path.is_file():
+        hint = (" (run `.venv/bin/nbgrader generate_assignment <assignment> --force` from the repository root)"
+                if what == "release" else "")
+        raise FileNotFoundError(f"the {what} notebook {path} does not exist{hint}")
+    return nbformat.read(path, as_version=4)
+
+
+def _nbgrader(cell: NotebookNode) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def answer_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
+    """The notebook's answer cells (nbgrader `solution: true`) by grade_id, in notebook order."""
+    cells = {}
+    for cell in nb.cells:
+        meta = _nbgrader(cell)
+        if meta.get("solution"):
+            cells[meta["grade_id"]] = cell
+    return cells
+
+
+def solution_answers(assignment: str) -> dict[str, str]:
+    """grade_id -> source of each answer cell of the SOURCE notebook, solution markers removed.
+
+    The `### BEGIN SOLUTION` / `### END SOLUTION` lines are dropped and everything else kept, so
+    the result is exactly what a student who wrote the reference solution into the stub would hand
+    in (the signature and docstring around the region stay).
+    """
+    nb = _read(source_path(assignment), "source")
+    return {gid: "\n".join(line for line in cell.source.split("\n") if not _MARKER.match(line))
+            for gid, cell in answer_cells(nb).items()}
+
+
+def release(assignment: str) -> NotebookNode:
+    """The release notebook, untouched (the "blank" submission)."""
+    return _read(release_path(assignment), "release")
+
+
+def submission(assignment: str, /, **answers: str | None) -> NotebookNode:
+    """The release notebook with its answer cells filled.
+
+    Every answer cell gets the reference solution's source, except the grade_ids given as keywords:
+    a string replaces that cell's source, None leaves the release's stub. An unknown grade_id is an
+    error, so a renamed cell cannot silently turn a mistake case into the reference.
+    """
+    nb = release(assignment)
+    cells = answer_cells(nb)
+    unknown = sorted(set(answers) - set(cells))
+    if unknown:
+        raise KeyError(f"{assignment} has no answer cell(s) {unknown}; answer cells: {sorted(cells)}")
+    reference = solution_answers(assignment)
+    for gid, cell in cells.items():
+        if gid in answers:
+            if answers[gid] is not None:
+                cell.source = answers[gid]
+        elif gid in reference:
+            cell.source = reference[gid]
+    return nb
+
+
+def edit(source: str, old: str, new: str, count: int = 1) -> str:
+    """`source` with `old` replaced by `new`, insisting that `old` occurs exactly `count` times.
+
+    Mistake cases are small edits of the reference; if the reference changes so that an edit no
+    longer applies, the bank fails here, loudly, instead of grading an unchanged reference.
+    """
+    found = source.count(old)
+    if found != count:
+        raise ValueError(f"expected {count} occurrence(s) of {old!r} in the source, found {found}:\n{source}")
+    return source.replace(old, new)
+
+
+def append(source: str, code: str) -> str:
+    """`source` followed by more code (e.g. a redefinition that wraps the reference)."""
+    return source.rstrip("\n") + "\n\n" + code.strip("\n") + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases and expectations
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Lose:
+    """The case must lose points in each of `cells` and keep full points in each of `keep`.
+
+    Cells are the grade_ids of autograded test cells (the `cell` of the suite's tests).
+    """
+    cells: tuple[str, ...]
+    keep: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "cells", tuple([self.cells] if isinstance(self.cells, str) else self.cells))
+        object.__setattr__(self, "keep", tuple([self.keep] if isinstance(self.keep, str) else self.keep))
+        if not self.cells:
+            raise ValueError("Lose needs at least one cell that must lose points")
+        both = set(self.cells) & set(self.keep)
+        if both:
+            raise ValueError(f"cells both lost and kept: {sorted(both)}")
+
+
+Expect = Union[str, float, Lose]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One submission of a bank.
+
+    name: file stem and student id ([A-Za-z0-9_-]); kind: one of KINDS;
+    build() -> NotebookNode (or bytes for a malformed file); expect: "full" (score == max_score),
+    "zero" (score == 0), an exact score (float), or Lose(cells, keep); note: why the case exists.
+    """
+    name: str
+    kind: str
+    build: Callable[[], Union[NotebookNode, bytes]]
+    expect: Expect
+    note: str = ""
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
+            raise ValueError(f"case name {self.name!r} must be a plain file stem")
+        if self.kind not in KINDS:
+            raise ValueError(f"case {self.name}: kind {self.kind!r} is not one of {KINDS}")
+        ok = (self.expect in ("full", "zero") or isinstance(self.expect, Lose)
+              or (isinstance(self.expect, (int, float)) and not isinstance(self.expect, bool)))
+        if not ok:
+            raise ValueError(f"case {self.name}: expect {self.expect!r} is not 'full', 'zero', a score or Lose")
+
+
+def write_cases(cases, directory) -> list[Path]:
+    """Write each case as `<directory>/<case.name>.ipynb` (a flat folder for the batch command)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in cases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate case names: {dupes}")
+    paths = []
+    for case in cases:
+        path = directory / f"{case.name}.ipynb"
+        built = case.build()
+        if isinstance(built, (bytes, bytearray)):
+            path.write_bytes(bytes(built))
+        else:
+            nbformat.write(built, path)
+        paths.append(path)
+    return paths
+
+
+def cell_scores(result: dict) -> dict[str, tuple[float, float]]:
+    """grade cell -> (points, max_points) summed over the result's tests that carry that cell."""
+    scores: dict[str, list[float]] = {}
+    for test in result.get("tests", []):
+        cell = test.get("cell")
+        if cell is None:
+            continue
+        got = scores.setdefault(cell, [0.0, 0.0])
+        got[0] += float(test["points"])
+        got[1] += float(test["max_points"])
+    return {cell: (p, m) for cell, (p, m) in scores.items()}
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=0, abs_tol=1e-6)
+
+
+def _failed(result: dict, cell: str | None = None) -> str:
+    lines = [f"  - {t['name']} [{t.get('cell')}] {t['points']}/{t['max_points']}: {t.get('message', '')[:300]}"
+             for t in result.get("tests", [])
+             if not t.get("passed") and (cell is None or t.get("cell") == cell)]
+    errors = [f"  ! {e[:300]}" for e in result.get("errors", [])]
+    return "\n".join(lines + errors) or "  (no failed tests)"
+
+
+def problems(case: Case, result: dict | None) -> list[str]:
+    """What is wrong with `result` (the grader's JSON for this case) given `case.expect`; [] if fine."""
+    if result is None:
+        return [f"{case.name}: the batch command produced no result"]
+    score, max_score = float(result["score"]), float(result["max_score"])
+    out = []
+    if max_score <= 0:
+        out.append(f"{case.name}: max_score is {max_score}")
+    expect = case.expect
+    if expect == "full":
+        if not _close(score, max_score):
+            out.append(f"{case.name}: expected full marks, got {score}/{max_score}\n{_failed(result)}")
+    elif expect == "zero":
+        if not _close(score, 0.0):
+            out.append(f"{case.name}: expected 0, got {score}/{max_score}")
+    elif isinstance(expect, Lose):
+        cells = cell_scores(result)
+        for cell in expect.cells:
+            if cell not in cells:
+                out.append(f"{case.name}: no test scores for cell {cell!r} (cells: {sorted(cells)})")
+            elif not cells[cell][0] < cells[cell][1] - 1e-9:
+                out.append(f"{case.name}: expected to lose points in {cell!r}, got full {cells[cell]}")
+        for cell in expect.keep:
+            if cell not in cells:
+                out.append(f"{case.name}: no test scores for cell {cell!r} (cells: {sorted(cells)})")
+            elif not _close(*cells[cell]):
+                out.append(f"{case.name}: expected full points in {cell!r}, got {cells[cell]}\n"
+                           f"{_failed(result, cell)}")
+    else:
+        if not _close(score, float(expect)):
+            out.append(f"{case.name}: expected score {expect}, got {score}/{max_score}\n{_failed(result)}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and grading a bank
+# ---------------------------------------------------------------------------------------------
+def load_bank(assignment: str):
+    """The bank module for an assignment ("01_convolution" -> tests/bank/b01_convolution.py)."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+    return importlib.import_module(f"bank.b{assignment}")
+
+
+def validate_bank(module) -> None:
+    """Raise if a bank module breaks the contract (names, DEMO keys pointing at real cases)."""
+    names = [c.name for c in module.CASES]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{module.__name__}: duplicate case names")
+    missing = {"correct", "mistakes", "blank", "cheat"} - set(module.DEMO)
+    if missing:
+        raise ValueError(f"{module.__name__}: DEMO lacks {sorted(missing)}")
+    unknown = sorted(v for v in module.DEMO.values() if v not in names)
+    if unknown:
+        raise ValueError(f"{module.__name__}: DEMO names unknown cases {unknown}")
+
+
+@dataclass
+class BankRun:
+    """What one batch grading of a bank produced."""
+    results: dict[str, dict | None]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    out_dir: Path
+    cases: list = field(default_factory=list)
+
+
+def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: float = 900) -> BankRun:
+    """Write `cases` into `workdir/submissions` and grade them all with ONE batch command.
+
+    Runs `python -m autograder grade <assignment> <workdir/submissions> --workers N --force
+    --out <workdir/grades>` and reads back `<out>/<case>.json` for each case (None where missing).
+    """
+    workdir = Path(workdir)
+    subs, out = workdir / "submissions", workdir / "grades"
+    write_cases(cases, subs)
+    cmd = [sys.executable, "-m", "autograder", "grade", assignment, str(subs),
+           "--workers", str(workers), "--force", "--out", str(out)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - start
+    results = {}
+    for case in cases:
+        path = out / f"{case.name}.json"
+        results[case.name] = json.loads(path.read_text()) if path.is_file() else None
+    return BankRun(results, proc.returncode, proc.stdout, proc.stderr, seconds, out, list(cases))
