@@ -1,0 +1,129 @@
+"""Hidden tests of 01_convolution: output sizes, parameter counts and receptive fields.
+
+Oracles: the shapes and parameters PyTorch's own layers produce, a gradient through a stack of
+convolutions, and values computed by hand (written next to each case).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from autograder.testing import assert_equal, check, fail, points
+
+
+def as_int(value, what):
+    """The student's number as an int; a clear failure for anything that is not a whole number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        fail(f"{what}: expected a whole number (int), got {type(value).__name__}")
+    check(float(value).is_integer(), f"{what}: expected a whole number, got a fraction")
+    return int(value)
+
+
+def torch_output_size(size, kernel_size, stride, padding, dilation):
+    """Length of F.conv2d's output along one axis (a (size x 1) input keeps it cheap)."""
+    x = torch.zeros(1, 1, size, 1)
+    w = torch.zeros(1, 1, kernel_size, 1)
+    return F.conv2d(x, w, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1)).shape[2]
+
+
+def torch_params(kernel_size, in_channels, out_channels, bias):
+    layer = nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, device="meta")  # shapes only
+    return sum(p.numel() for p in layer.parameters())
+
+
+# ------------------------------------------------------------------ conv_output_size (2 points)
+@points(1, cell="test_conv_output_size")
+def test_output_size_even(student):
+    """conv_output_size with paddings and strides that divide the input evenly"""
+    for size, k, s, p in [(28, 5, 1, 0), (32, 3, 1, 1), (32, 4, 2, 1), (9, 3, 3, 0), (6, 1, 1, 0)]:
+        got = as_int(student.conv_output_size(size, k, stride=s, padding=p),
+                     f"conv_output_size({size}, {k}, stride={s}, padding={p})")
+        assert_equal(got, torch_output_size(size, k, s, p, 1),
+                     f"conv_output_size({size}, {k}, stride={s}, padding={p})")
+
+
+@points(1, cell="test_conv_output_size")
+def test_output_size_uneven_and_dilation(student):
+    """conv_output_size when the stride does not divide evenly (round down), and with dilation"""
+    for size, k, s, p, d in [(8, 3, 2, 0, 1), (11, 3, 3, 1, 1), (224, 7, 2, 3, 1), (10, 3, 1, 2, 2),
+                             (15, 3, 2, 0, 3), (18, 3, 4, 2, 2), (13, 2, 5, 0, 1)]:
+        what = f"conv_output_size({size}, {k}, stride={s}, padding={p}, dilation={d})"
+        got = as_int(student.conv_output_size(size, k, stride=s, padding=p, dilation=d), what)
+        assert_equal(got, torch_output_size(size, k, s, p, d), what)
+
+
+# ------------------------------------------------------------------ conv_params (2 points)
+@points(1, cell="test_conv_params")
+def test_params_square_kernels(student):
+    """conv_params for square kernels, with and without bias"""
+    for k, c_in, c_out, bias in [(3, 1, 1, True), (3, 64, 128, True), (5, 3, 16, False), (1, 256, 64, False),
+                                 (7, 3, 64, True)]:
+        what = f"conv_params({k}, {c_in}, {c_out}, bias={bias})"
+        got = as_int(student.conv_params(k, c_in, c_out, bias=bias), what)
+        assert_equal(got, torch_params(k, c_in, c_out, bias), what)
+
+
+@points(1, cell="test_conv_params")
+def test_params_rectangular_kernels(student):
+    """conv_params for non-square kernels given as a (kH, kW) pair, and the default bias"""
+    for k, c_in, c_out, bias in [((3, 5), 4, 8, True), ((1, 7), 16, 2, False), ((2, 3), 3, 5, False)]:
+        what = f"conv_params({k}, {c_in}, {c_out}, bias={bias})"
+        got = as_int(student.conv_params(k, c_in, c_out, bias=bias), what)
+        assert_equal(got, torch_params(k, c_in, c_out, bias), what)
+    got = as_int(student.conv_params((3, 3), 2, 4), "conv_params((3, 3), 2, 4) with the default bias")
+    assert_equal(got, torch_params(3, 2, 4, True), "conv_params((3, 3), 2, 4) with the default bias")
+
+
+# ------------------------------------------------------------------ receptive_field (3 points)
+def gradient_receptive_field(layers, size):
+    """Extent (rows) of the non-zero gradient of the centre output unit through all-ones convolutions."""
+    x = torch.zeros(1, 1, size, 1, requires_grad=True)
+    y = x
+    for k, s in layers:
+        y = F.conv2d(y, torch.ones(1, 1, k, 1), stride=(s, 1))
+    y[0, 0, y.shape[2] // 2, 0].backward()
+    rows = x.grad[0, 0, :, 0].ne(0).nonzero().flatten()
+    return int(rows.max() - rows.min() + 1)
+
+
+def rf(student, layers):
+    what = f"receptive_field({layers})"
+    return as_int(student.receptive_field([tuple(layer) for layer in layers]), what), what
+
+
+@points(1, cell="test_receptive_field")
+def test_rf_stride_one(student):
+    """receptive_field of stacks of stride-1 layers (and of no layer at all)"""
+    # Hand-computed: with stride 1 every layer adds k - 1.
+    for layers, expected in [([(3, 1)] * 3, 7), ([(5, 1)], 5), ([(3, 1), (5, 1)], 7), ([(1, 1), (1, 1)], 1), ([], 1)]:
+        got, what = rf(student, layers)
+        assert_equal(got, expected, what)
+
+
+@points(1, cell="test_receptive_field")
+def test_rf_strided(student):
+    """receptive_field of stacks with strides (strides make later layers reach further)"""
+    # Hand-computed with r += (k - 1) * jump, jump *= s:
+    # [(7,2),(3,2),(3,1)]: 1+6=7 (j=2), 7+2*2=11 (j=4), 11+2*4=19.  [(3,2),(3,2)]: 3 (j=2), 3+2*2=7.
+    # [(2,2)]*3: 2, 4, 8.  [(3,1),(2,2),(3,1)]: 3, 4 (j=2), 4+2*2=8.
+    for layers, expected in [([(7, 2), (3, 2), (3, 1)], 19), ([(3, 2), (3, 2)], 7), ([(2, 2)] * 3, 8),
+                             ([(3, 1), (2, 2), (3, 1)], 8)]:
+        got, what = rf(student, layers)
+        assert_equal(got, expected, what)
+
+
+@points(1, cell="test_receptive_field")
+def test_rf_deep_networks(student):
+    """receptive_field of deep stacks (VGG-16's convolutional part, an AlexNet-like stack, a random stack)"""
+    conv, pool = (3, 1), (2, 2)
+    vgg16 = [conv, conv, pool, conv, conv, pool, conv, conv, conv, pool, conv, conv, conv, pool, conv, conv, conv, pool]
+    # VGG-16 up to pool5: 212 (hand-computed; Araujo et al., Distill 2019, list the same value).
+    got, what = rf(student, vgg16)
+    assert_equal(got, 212, what)
+    # AlexNet-like: 11, 19 (j=8), 51, 67 (j=16), 99, 131, 163, 195 (j=32), hand-computed.
+    alexnet = [(11, 4), (3, 2), (5, 1), (3, 2), (3, 1), (3, 1), (3, 1), (3, 2)]
+    got, what = rf(student, alexnet)
+    assert_equal(got, 195, what)
+    g = torch.Generator().manual_seed(1)
+    layers = [(int(torch.randint(1, 6, (), generator=g)), int(torch.randint(1, 4, (), generator=g))) for _ in range(5)]
+    got, what = rf(student, layers)
+    assert_equal(got, gradient_receptive_field(layers, size=2000), what)
