@@ -1,0 +1,209 @@
+"""`python -m autograder <command>`: the instructor's commands.
+
+    grade <assignment> <notebook.ipynb> [--json]       grade one notebook (JSON: the engine's format)
+    grade <assignment> <directory> [--workers N]       grade every submission (see autograder/batch.py)
+    release [assignment ...]                           course/<a>/ from solutions/<a>/ (nbgrader)
+    bundle [--out dlcourse-student.zip]                the student bundle (course/ without caches)
+    demo                                               release, grade sample submissions, show grades
+    bench [assignment]                                 how long grading takes, 1 vs 2 workers
+
+Exit status: 0 when the command did its job (a broken submission still gets a grade, so grading
+it is a success); 2 when it could not run (unknown assignment, missing file), with one line on
+stderr saying why.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class UsageError(Exception):
+    """The command cannot run; the message is the one line printed on stderr."""
+
+
+def _assignment(name: str, root: str | None):
+    from autograder.assignments import find_assignment
+    try:
+        return find_assignment(name, root=root)
+    except (KeyError, LookupError, ValueError, FileNotFoundError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise UsageError(f"unknown assignment {name!r}: {msg}") from None
+
+
+def _die_with_parent() -> None:
+    """Die when the batch that started us dies (it sets AUTOGRADER_PARENT_PID; Linux only).
+
+    A batch killed with SIGKILL cannot stop its graders itself; this asks the kernel to do it.
+    """
+    want = os.environ.get("AUTOGRADER_PARENT_PID")
+    if not want or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != want:      # the parent died before the request took effect
+        os._exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# grade
+# ---------------------------------------------------------------------------------------------
+def cmd_grade(args) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise UsageError(f"no such file or directory: {path}")
+    if path.is_dir():
+        return _grade_directory(args, path)
+    return _grade_one(args, path)
+
+
+def _grade_one(args, path: Path) -> int:
+    _die_with_parent()
+    assignment = _assignment(args.assignment, args.root)
+    from autograder.runner import grade_notebook
+    result = grade_notebook(assignment, path, executed_path=args.executed)
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        from autograder import feedback
+        titles = _titles(assignment)
+        sys.stdout.write(feedback.render_markdown(result, cell_titles=titles))
+    return 0
+
+
+def _titles(assignment) -> dict:
+    import nbformat
+    from autograder import feedback
+    try:
+        return feedback.exercise_titles(nbformat.read(str(assignment.release_notebook), as_version=4))
+    except (OSError, ValueError):
+        return {}
+
+
+def _grade_directory(args, path: Path) -> int:
+    from autograder import batch
+    from autograder.batch import suite_tests
+    assignment = _assignment(args.assignment, args.root)
+    if not Path(assignment.release_notebook).is_file():
+        raise UsageError(f"release notebook {assignment.release_notebook} is missing "
+                         f"(run `python -m autograder release {assignment.name}`)")
+    course_dir = None if args.no_gradebook else Path(args.course_dir or REPO)
+    out = Path(args.out) if args.out else Path("grades") / assignment.name
+    report = batch.grade_directory(assignment, path, out=out, workers=args.workers, force=args.force,
+                                   course_dir=course_dir, root=args.root, timeout=args.timeout,
+                                   progress=not args.no_progress, placeholder_tests=suite_tests)
+    print(batch.summary(report))
+    return 1 if report.gradebook_errors else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the other commands
+# ---------------------------------------------------------------------------------------------
+def cmd_release(args) -> int:
+    from autograder import release
+    names = args.assignments or release.source_assignments(REPO)
+    if not names:
+        raise UsageError(f"no assignments in {REPO / 'solutions'}")
+    for name in names:
+        if not (REPO / "solutions" / name / f"{name}.ipynb").is_file():
+            raise UsageError(f"no source notebook solutions/{name}/{name}.ipynb")
+    status = 0
+    for name in names:
+        try:
+            dest = release.generate(name, REPO)
+        except RuntimeError as e:
+            print(f"autograder: {e}", file=sys.stderr)
+            return 1
+        found = release.leaks(name, REPO)
+        for line in found:
+            print(f"LEAK {line}", file=sys.stderr)
+        status = status or (1 if found else 0)
+        print(f"released {name} -> {dest.relative_to(REPO)}" + (" (LEAKS, see above)" if found else ""))
+    return status
+
+
+def cmd_bundle(args) -> int:
+    from autograder import bundle
+    out = bundle.build(REPO / "course", Path(args.out))
+    names = bundle.members(out)
+    print(f"wrote {out} ({len(names)} files, {out.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from autograder import demo
+    return demo.main(out=Path(args.out), workers=args.workers, release=not args.no_release)
+
+
+def cmd_bench(args) -> int:
+    from autograder import bench
+    return bench.main(args.assignment, n=args.n, out=Path(args.out) if args.out else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+
+    g = sub.add_parser("grade", help="grade one notebook or a folder of submissions")
+    g.add_argument("assignment", help="assignment name, e.g. 01_convolution")
+    g.add_argument("path", help="a notebook, or a folder (nbgrader's submitted/ layout or flat <student>.ipynb)")
+    g.add_argument("--json", action="store_true", help="one notebook: print the result as JSON")
+    g.add_argument("--executed", metavar="PATH", help="one notebook: save the executed notebook here")
+    g.add_argument("--root", metavar="DIR", help="where the assignment lives (default: this repository)")
+    g.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                   help="folder: submissions graded at once (default: half the CPU cores)")
+    g.add_argument("--force", action="store_true", help="folder: grade again even if unchanged")
+    g.add_argument("--out", metavar="DIR", help="folder: where results go (default grades/<assignment>)")
+    g.add_argument("--no-gradebook", action="store_true",
+                   help="folder: do not write nbgrader's gradebook.db and autograded/")
+    g.add_argument("--course-dir", metavar="DIR",
+                   help="folder: nbgrader course folder for gradebook.db and autograded/ (default: repository)")
+    g.add_argument("--timeout", type=float, default=3600.0,
+                   help="folder: seconds one submission may take in all (default 3600)")
+    g.add_argument("--no-progress", action="store_true", help="folder: no progress bar")
+    g.set_defaults(func=cmd_grade)
+
+    r = sub.add_parser("release", help="generate course/<a>/ from solutions/<a>/ with nbgrader")
+    r.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")
+    r.set_defaults(func=cmd_release)
+
+    b = sub.add_parser("bundle", help="zip what students get: course/ without caches and data")
+    b.add_argument("--out", default="dlcourse-student.zip")
+    b.set_defaults(func=cmd_bundle)
+
+    d = sub.add_parser("demo", help="release, grade sample submissions of every assignment, show grades")
+    d.add_argument("--out", default=str(REPO / "demo-output"))
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--no-release", action="store_true", help="use course/ as it is")
+    d.set_defaults(func=cmd_demo)
+
+    be = sub.add_parser("bench", help="grading time per submission and with 1 vs 2 workers")
+    be.add_argument("assignment", nargs="?", help="default: the first assignment with a bank")
+    be.add_argument("--n", type=int, default=8, help="submissions in the 1-vs-2-workers batch (>= 8)")
+    be.add_argument("--out", help="keep the bench's files here (default: a temporary folder)")
+    be.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"autograder: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autograder: interrupted", file=sys.stderr)
+        return 130
