@@ -607,6 +607,9 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
       the epoch after the saved one; with deterministic seeding the result is bit-identical
       to an uninterrupted run.
 
+    The net ends in the mode (train/eval) it was in before; call net.eval() before using it for
+    predictions by hand (or use predict / evaluate, which do).
+
     Returns:
     - History: per-epoch "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time".
       train_loss is the mean of the per-batch losses, weighted by batch size, measured while the
@@ -636,6 +639,7 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
             print(f"{checkpoint_path} already holds {done} epochs (num_epochs={num_epochs}): nothing to do")
 
     tensorboard = _TensorBoardLog(log_dir) if log_dir is not None else None
+    was_training = net.training
     try:
         for epoch in range(done + 1, num_epochs + 1):
             row = _fit_epoch(net, train_iter, val_iter, epoch=epoch, num_epochs=num_epochs,
@@ -653,6 +657,7 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
             if stop:
                 break
     finally:
+        net.train(was_training)          # leave the net in the mode we found it in
         if tensorboard is not None:
             tensorboard.close()
     return history
