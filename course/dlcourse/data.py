@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from dlcourse.devices import get_device, loader_kwargs
+
 __all__ = [
     "DATA_DIR", "NAMES", "DatasetInfo", "DataLoaders", "ImageDataset",
     "load_data", "get_datasets", "make_shapes", "SHAPE_CLASSES", "DIGIT_CLASSES",
@@ -159,7 +161,8 @@ def load_data(name, batch_size=128, *, root=None, image_size=None, val_size=0.1,
       images; small random affine for digits, never a flip: a mirrored 2 is not a 2).
     - download, offline: whether torchvision may download; ``offline=None`` reads ``DLCOURSE_OFFLINE``.
     - num_workers, device: DataLoader worker processes; pinned memory when ``device`` is CUDA
-      (``device=None``: CUDA if available, as ``devices.get_device`` would pick).
+      (``device=None``: the device ``devices.get_device()`` picks, as ``fit`` does). See
+      ``devices.loader_kwargs``.
 
     Returns ``DataLoaders(train, val, test, info)``; batches are ``X`` (B, C, H, W) float32 and
     ``y`` (B,) int64. Only the training loader shuffles (with a generator seeded by ``seed``).
@@ -488,13 +491,6 @@ def _make_transform(kind, mean, std, size, augment):
 
 
 def _loader_kwargs(device, num_workers):
-    """pin_memory for CUDA (page-locked host memory lets copies to the GPU run asynchronously);
-    persistent_workers so worker processes are not restarted every epoch."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    kwargs = {"num_workers": num_workers}
-    if torch.device(device).type == "cuda":
-        kwargs["pin_memory"] = True
-    if num_workers > 0:
-        kwargs["persistent_workers"] = True
-    return kwargs
+    """DataLoader options for the device the batches go to (pinned memory on CUDA, persistent
+    seeded workers); ``device=None`` means the device ``get_device()`` picks, as ``fit`` does."""
+    return loader_kwargs(get_device() if device is None else device, num_workers)
