@@ -122,6 +122,16 @@ def submission(assignment: str, /, **answers: str | None) -> NotebookNode:
     return nb
 
 
+def grade_cell_points(assignment: str) -> dict[str, float]:
+    """grade_id -> points of the source notebook's AUTOGRADED test cells (grade, not solution).
+
+    The hidden suite's points per cell must add up to these (manually graded answers are not in it).
+    """
+    nb = _read(source_path(assignment), "source")
+    return {m["grade_id"]: float(m.get("points", 0)) for m in map(_nbgrader, nb.cells)
+            if m.get("grade") and not m.get("solution")}
+
+
 def edit(source: str, old: str, new: str, count: int = 1) -> str:
     """`source` with `old` replaced by `new`, insisting that `old` occurs exactly `count` times.
 
