@@ -30,9 +30,8 @@ def _assignment(name: str, root: str | None):
     from autograder.assignments import find_assignment
     try:
         return find_assignment(name, root=root)
-    except (KeyError, LookupError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if e.args else str(e)
-        raise UsageError(f"unknown assignment {name!r}: {msg}") from None
+    except (LookupError, ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e.args[0] if e.args else e)) from None
 
 
 def _die_with_parent() -> None:
