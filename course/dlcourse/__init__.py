@@ -1,2 +1,40 @@
-"""dlcourse: the helper library of the dlcourse notebooks."""
+"""dlcourse: the helper library of the dlcourse notebooks.
+
+    import dlcourse as dl
+
+    dl.seed_everything(0)                         # random, numpy, torch: the same numbers every run
+    device = dl.get_device()                      # cuda, then mps, then cpu
+    data = dl.load_data("mnist", batch_size=128)  # falls back to offline digits without a network
+    history = dl.fit(net, data.train, data.val, num_epochs=5, lr=0.1, device=device)
+    dl.plot_history(history)
+
+One idea per module, each short enough to read in one sitting:
+
+    devices   where tensors live: device choice, moving batches, mixed precision, channels_last
+    seed      reproducibility: seeds for every random number generator, deterministic mode
+    data      MNIST / CIFAR-10 through torchvision, and offline stand-ins (digits, shapes)
+    metrics   top-k accuracy, computed on the device without waiting for it
+    training  fit / evaluate / predict, checkpoints, early stopping, overfitting one batch
+    anatomy   what a model costs: parameters, FLOPs, per-layer shapes, receptive field
+    plots     training curves, image grids, filters, feature maps
+    bench     `python -m dlcourse.bench`: fit against a hand-written loop
+"""
+from dlcourse.anatomy import count_flops, count_macs, count_parameters, layer_table, receptive_field, summary
+from dlcourse.data import DATA_DIR, DataLoaders, DatasetInfo, get_datasets, load_data, make_shapes
+from dlcourse.devices import amp_dtype, autocast, channels_last, get_device, loader_kwargs, set_cudnn_benchmark, to_device
+from dlcourse.metrics import accuracy, num_correct, topk_accuracy
+from dlcourse.plots import plot_history, show_feature_maps, show_filters, show_images
+from dlcourse.seed import seed_everything, seed_worker
+from dlcourse.training import (EarlyStopping, History, evaluate, fit, load_checkpoint, overfit_one_batch, predict,
+                               save_checkpoint)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "DATA_DIR", "DataLoaders", "DatasetInfo", "EarlyStopping", "History", "accuracy", "amp_dtype", "autocast",
+    "channels_last", "count_flops", "count_macs", "count_parameters", "evaluate", "fit", "get_datasets",
+    "get_device", "layer_table", "load_checkpoint", "load_data", "loader_kwargs", "make_shapes", "num_correct",
+    "overfit_one_batch", "plot_history", "predict", "receptive_field", "save_checkpoint", "seed_everything",
+    "seed_worker", "set_cudnn_benchmark", "show_feature_maps", "show_filters", "show_images", "summary",
+    "to_device", "topk_accuracy",
+]
