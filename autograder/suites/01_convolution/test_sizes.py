@@ -87,7 +87,8 @@ def gradient_receptive_field(layers, size):
 
 def rf(student, layers):
     what = f"receptive_field({layers})"
-    return as_int(student.receptive_field([tuple(layer) for layer in layers]), what), what
+    receptive_field = student.function("receptive_field", timeout=10)
+    return as_int(receptive_field([tuple(layer) for layer in layers]), what), what
 
 
 @points(1, cell="test_receptive_field")
