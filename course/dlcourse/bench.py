@@ -1,0 +1,176 @@
+"""Benchmark: does `fit` cost anything compared with a hand-written PyTorch loop?
+
+    python -m dlcourse.bench                 # LeNet-5 on the CPU, about 30 s
+    python -m dlcourse.bench --quick         # a few seconds (the test suite runs this)
+    python -m dlcourse.bench --device cuda   # also: ResNet-18 fp32 vs AMP + channels_last on the GPU
+
+The same LeNet-5 is trained on the same in-memory data (a TensorDataset of random 1x32x32
+images, batch 128) with the same seed, once by `fit` and once by the minimal loop below.
+Machine noise (other processes, CPU frequency) changes speed over time, so the two are measured
+alternately, in A-B then B-A order, in many short rounds after a warm-up round; each round gives
+one ratio fit/hand and we report the median. torch uses one CPU thread by default (--threads):
+multi-threaded kernels slow down erratically when other programs share the cores. Both runs must also end with identical weights:
+`fit` adds bookkeeping, not different arithmetic.
+
+The last line of the output is always ``fit/hand-loop ratio: <median ratio, 2 decimals>``.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from dlcourse.devices import get_device, set_cudnn_benchmark
+from dlcourse.seed import seed_everything
+from dlcourse.training import fit
+
+BATCH_SIZE = 128
+
+
+def lenet() -> nn.Sequential:
+    """LeNet-5 (LeCun et al., 1998), modern variant: ReLU and max-pooling. Input (N, 1, 32, 32)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5), nn.ReLU(),       # (N, 6, 28, 28)
+        nn.MaxPool2d(2),                                 # (N, 6, 14, 14)
+        nn.Conv2d(6, 16, kernel_size=5), nn.ReLU(),      # (N, 16, 10, 10)
+        nn.MaxPool2d(2),                                 # (N, 16, 5, 5)
+        nn.Flatten(),                                    # (N, 400)
+        nn.Linear(16 * 5 * 5, 120), nn.ReLU(),           # (N, 120)
+        nn.Linear(120, 84), nn.ReLU(),                   # (N, 84)
+        nn.Linear(84, 10),                               # (N, 10)
+    )
+
+
+def synthetic_images(num_examples, shape=(1, 32, 32), num_classes=10, seed=0):
+    """Random images (num_examples, *shape) and labels (num_examples,): speed does not depend on content."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(num_examples, *shape, generator=g)
+    y = torch.randint(0, num_classes, (num_examples,), generator=g)
+    return X, y
+
+
+def _setup(dataset, seed):
+    """The same starting point for both loops: seeded weights, optimizer and shuffling."""
+    g = seed_everything(seed)
+    net = lenet()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    train_iter = DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, generator=g)
+    return net, optimizer, train_iter
+
+
+def hand_loop(net, optimizer, train_iter, num_epochs=1):
+    """The minimal training loop everyone writes first."""
+    loss_fn = nn.CrossEntropyLoss()
+    net.train()
+    for _ in range(num_epochs):
+        for X, y in train_iter:
+            loss = loss_fn(net(X), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+
+def run_fit(net, optimizer, train_iter, num_epochs=1):
+    fit(net, train_iter, num_epochs=num_epochs, optimizer=optimizer, device="cpu", progress=False)
+
+
+def time_one(kind, dataset, seed=0):
+    """Train once with `kind` ("fit" or "hand"); returns (images per second, final net)."""
+    net, optimizer, train_iter = _setup(dataset, seed)
+    train = run_fit if kind == "fit" else hand_loop
+    start = time.perf_counter()
+    train(net, optimizer, train_iter)
+    seconds = time.perf_counter() - start
+    return len(dataset) / seconds, net
+
+
+def same_weights(net_a, net_b) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(net_a.state_dict().values(), net_b.state_dict().values()))
+
+
+def compare_fit_and_hand_loop(num_batches, rounds):
+    """Alternate fit and the hand loop; returns (fit img/s list, hand img/s list, ratios, same weights)."""
+    dataset = TensorDataset(*synthetic_images(num_batches * BATCH_SIZE))
+    time_one("fit", dataset)                      # warm-up: allocator, oneDNN kernels, imports
+    time_one("hand", dataset)
+    fit_ips, hand_ips, ratios, identical = [], [], [], True
+    for r in range(rounds):
+        order = ("fit", "hand") if r % 2 == 0 else ("hand", "fit")   # A-B, B-A: cancels drift
+        result = {kind: time_one(kind, dataset) for kind in order}
+        fit_ips.append(result["fit"][0])
+        hand_ips.append(result["hand"][0])
+        ratios.append(result["fit"][0] / result["hand"][0])
+        identical &= same_weights(result["fit"][1], result["hand"][1])
+    return fit_ips, hand_ips, ratios, identical
+
+
+def compare_amp(device, num_batches, batch_size):
+    """ResNet-18 on 3x224x224 inputs: images/s with fp32 and with AMP + channels_last, both via fit."""
+    from torchvision.models import resnet18
+
+    X, y = synthetic_images(batch_size, shape=(3, 224, 224), num_classes=1000)
+    batches = [(X.to(device), y.to(device))] * num_batches     # data already on the GPU: time the model
+    set_cudnn_benchmark(True)
+    speeds = {}
+    for name, fast in (("fp32", False), ("amp+channels_last", True)):
+        seed_everything(0)
+        net = resnet18(weights=None).to(device)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        kwargs = dict(num_epochs=1, optimizer=optimizer, device=device, amp=fast,
+                      channels_last=fast, progress=False)
+        fit(net, batches[:3], **kwargs)                          # warm-up (cuDNN autotuning)
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fit(net, batches, **kwargs)                              # ends with a sync (.tolist())
+        speeds[name] = num_batches * batch_size / (time.perf_counter() - start)
+    return speeds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dlcourse.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: also compare fp32 with AMP + channels_last on ResNet-18")
+    parser.add_argument("--quick", action="store_true", help="tiny run to check that it works")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: multi-threaded kernels slow down "
+                             "erratically when other programs use the cores, which hides small differences)")
+    parser.add_argument("--rounds", type=int, default=None, help="measured rounds per loop")
+    parser.add_argument("--batches", type=int, default=None, help="batches per training run")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 15)
+    num_batches = args.batches or (3 if args.quick else 20)
+    if rounds < 1 or num_batches < 1 or args.threads < 1:
+        parser.error("--rounds, --batches and --threads must be >= 1")
+    try:
+        device = get_device(args.device)
+    except RuntimeError as err:
+        parser.error(str(err))
+    torch.set_num_threads(args.threads)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
+    if device.type == "cuda":
+        n, bs = (3, 16) if args.quick else (20, 128)
+        speeds = compare_amp(device, n, bs)
+        print(f"ResNet-18, 3x224x224, batch {bs}, {torch.cuda.get_device_name(device)}:")
+        for name, ips in speeds.items():
+            print(f"  {name:18s} {ips:9.1f} images/s")
+        print(f"  AMP + channels_last speed-up: {speeds['amp+channels_last'] / speeds['fp32']:.2f}x")
+
+    fit_ips, hand_ips, ratios, identical = compare_fit_and_hand_loop(num_batches, rounds)
+    print(f"LeNet-5, 1x32x32, batch {BATCH_SIZE}, CPU, {num_batches} batches per run, "
+          f"{rounds} rounds (medians):")
+    print(f"  fit        {statistics.median(fit_ips):9.1f} images/s")
+    print(f"  hand loop  {statistics.median(hand_ips):9.1f} images/s")
+    print(f"  per-round ratios: {' '.join(f'{r:.3f}' for r in ratios)}")
+    print(f"  identical weights after training: {'yes' if identical else 'NO'}")
+    print(f"fit/hand-loop ratio: {statistics.median(ratios):.2f}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
