@@ -36,3 +36,17 @@ def test_cuda_without_gpu_is_a_clear_error(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "CUDA is not available" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_amp_comparison_runs_on_any_device():
+    # The GPU comparison's code path, shrunk to CPU size (bf16 autocast on the CPU, 32x32 inputs).
+    speeds = bench.compare_amp("cpu", num_batches=1, batch_size=2, image_size=32)
+    assert set(speeds) == {"fp32", "amp+channels_last"}
+    assert all(v > 0 for v in speeds.values())
+
+
+def test_lenet_shapes():
+    net = bench.lenet()
+    assert net(torch.zeros(3, 1, 32, 32)).shape == (3, 10)
+    assert sum(p.numel() for p in net.parameters()) == 61706     # LeNet-5's well-known count
