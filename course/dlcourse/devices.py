@@ -31,6 +31,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from dlcourse.seed import seed_worker
+
 ENV_VAR = "DLCOURSE_DEVICE"
 _KNOWN_TYPES = ("cpu", "cuda", "mps")
 
@@ -194,8 +196,6 @@ def loader_kwargs(device, num_workers: int = 0) -> dict:
     """
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
         raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
-    from dlcourse.seed import seed_worker
-
     device = torch.device(device)
     kwargs = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
     if num_workers > 0:

@@ -57,7 +57,7 @@ class History(dict):
     """Per-epoch records of a training run: a dict of lists, one entry per epoch.
 
     Keys: "train_loss", "train_acc", "val_loss", "val_acc", "lr" (learning rate at the start of
-    the epoch), "epoch_time" (seconds), plus "train_top5", "val_top5", ... when fit(topk=...)
+    the epoch), "epoch_time" (seconds, training + validation), plus "train_top5", "val_top5", ... when fit(topk=...)
     asks for them. Keys that were not measured (no val_iter, no accuracy) stay empty lists.
 
     history["val_acc"][-1] is the last validation accuracy; plot_history(history) draws it all.
@@ -593,8 +593,9 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
       (scheduler_interval="epoch") or after every batch ("batch", e.g. OneCycleLR).
       ReduceLROnPlateau is stepped with val_loss (train_loss without val_iter).
     - device: default get_device() (cuda > mps > cpu).
-    - amp: mixed precision (see devices.autocast). channels_last: NHWC memory layout for
-      images and weights (faster convolutions on GPUs).
+    - amp: mixed precision (see devices.autocast): True, False, or None = on where bfloat16 is
+      native (recent CUDA GPUs). channels_last: NHWC memory layout for images and weights
+      (faster convolutions on GPUs).
     - grad_clip: clip the global gradient norm: g <- g * min(1, grad_clip / ||g||_2).
     - topk: accuracies to record; (1, 5) adds "train_top5"/"val_top5". () or None: no accuracy.
     - callbacks: objects with on_epoch_end(epoch, history, net) -> bool (True stops training),
