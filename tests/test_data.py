@@ -7,9 +7,13 @@ download function with one that fails the way a missing network does.
 """
 import collections
 import hashlib
+import os
 import pickle
+import shutil
 import socket
 import struct
+import subprocess
+import sys
 import urllib.error
 
 import numpy as np
@@ -183,6 +187,28 @@ def test_failed_download_falls_back_to_digits_with_one_warning(tmp_path, monkeyp
     assert "handwritten digits" in err and str(tmp_path) in err
     X, y = next(iter(train_iter))
     assert X.shape == (128, 1, 28, 28) and y.dtype == torch.int64
+
+
+def _can_isolate_network():
+    unshare = shutil.which("unshare")
+    return unshare is not None and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow                                     # a fresh Python process: ~5 s of imports
+@pytest.mark.skipif(not _can_isolate_network(), reason="needs `unshare -n` (root on Linux) to cut the network")
+def test_real_download_without_network_falls_back(tmp_path):
+    """End to end, nothing mocked: torchvision's real download code in a process without a network."""
+    script = ("from dlcourse.data import load_data\n"
+              "for name in ('mnist', 'cifar10'):\n"
+              "    info = load_data(name, root=r'%s', offline=False, device='cpu').info\n"
+              "    print(info.requested, info.name, info.source)\n" % tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "DLCOURSE_OFFLINE"}
+    run = subprocess.run(["unshare", "-n", sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:2] == ["mnist digits offline", "cifar10 shapes offline"]
+    assert run.stderr.count(WARNING) == 2 and run.stderr.count("the download failed") == 2
+    assert not list(tmp_path.rglob("*-ubyte*")) and not list(tmp_path.rglob("*.tar.gz"))
 
 
 def test_offline_env_uses_files_on_disk_and_never_downloads(mnist_root, no_download, monkeypatch, capsys):
