@@ -188,7 +188,7 @@ def get_datasets(name, *, root=None, image_size=None, val_size=0.1, train_size=N
     augmented.
     """
     requested = _check_name(name)
-    root = Path(root).expanduser() if root is not None else Path(os.environ.get("DLCOURSE_DATA") or DATA_DIR)
+    root = Path(os.environ.get("DLCOURSE_DATA") or DATA_DIR if root is None else root).expanduser()
     size = _check_size(image_size, _DEFAULT_SIZE[requested])
     offline = _is_offline(offline)
     X_train, y_train, X_test, y_test, classes, used, source = _load_raw(requested, root, size, download, offline)
