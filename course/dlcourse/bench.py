@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=None, help="batches per training run")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 15)
-    num_batches = args.batches or (3 if args.quick else 20)
+    num_batches = args.batches or (3 if args.quick else 30)
     if rounds < 1 or num_batches < 1 or args.threads < 1:
         parser.error("--rounds, --batches and --threads must be >= 1")
     try:
