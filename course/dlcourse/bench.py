@@ -8,7 +8,9 @@ The same LeNet-5 is trained on the same in-memory data (a TensorDataset of rando
 images, batch 128) with the same seed, once by `fit` and once by the minimal loop below.
 Machine noise (other processes, CPU frequency) changes speed over time, so the two are measured
 alternately, in A-B then B-A order, in many short rounds after a warm-up round; each round gives
-one ratio fit/hand and we report the median. torch uses one CPU thread by default (--threads):
+one ratio fit/hand and we report the median (and the spread of the rounds, which shows how noisy
+the machine was: on a shared machine single rounds vary by 5-10% even between two runs of the
+same loop, while fit's bookkeeping costs about 50 microseconds per batch). torch uses one CPU thread by default (--threads):
 multi-threaded kernels slow down erratically when other programs share the cores. Both runs must also end with identical weights:
 `fit` adds bookkeeping, not different arithmetic.
 
@@ -17,6 +19,7 @@ The last line of the output is always ``fit/hand-loop ratio: <median ratio, 2 de
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -83,9 +86,14 @@ def time_one(kind, dataset, seed=0):
     """Train once with `kind` ("fit" or "hand"); returns (images per second, final net)."""
     net, optimizer, train_iter = _setup(dataset, seed)
     train = run_fit if kind == "fit" else hand_loop
-    start = time.perf_counter()
-    train(net, optimizer, train_iter)
-    seconds = time.perf_counter() - start
+    gc.collect()
+    gc.disable()                       # as timeit does: no garbage-collector pause inside one side
+    try:
+        start = time.perf_counter()
+        train(net, optimizer, train_iter)
+        seconds = time.perf_counter() - start
+    finally:
+        gc.enable()
     return len(dataset) / seconds, net
 
 
@@ -156,8 +164,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="measured rounds per loop")
     parser.add_argument("--batches", type=int, default=None, help="batches per training run")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 15)
-    num_batches = args.batches or (3 if args.quick else 30)
+    rounds = args.rounds or (1 if args.quick else 40)
+    num_batches = args.batches or (3 if args.quick else 10)
     if rounds < 1 or num_batches < 1 or args.threads < 1:
         parser.error("--rounds, --batches and --threads must be >= 1")
     try:
@@ -180,7 +188,12 @@ def main(argv=None) -> int:
           f"{rounds} rounds (medians):")
     print(f"  fit        {statistics.median(fit_ips):9.1f} images/s")
     print(f"  hand loop  {statistics.median(hand_ips):9.1f} images/s")
-    print(f"  per-round ratios: {' '.join(f'{r:.3f}' for r in ratios)}")
+    if len(ratios) >= 4:
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        print(f"  per-round ratios: middle half {q1:.3f} .. {q3:.3f} (the machine's noise), "
+              f"min {min(ratios):.3f}, max {max(ratios):.3f}")
+    else:
+        print(f"  per-round ratios: {' '.join(f'{r:.3f}' for r in ratios)}")
     print(f"  identical weights after training: {'yes' if identical else 'NO'}")
     print(f"fit/hand-loop ratio: {statistics.median(ratios):.2f}")
     return 0 if identical else 1
