@@ -5,14 +5,16 @@
     python -m dlcourse.bench --device cuda   # also: ResNet-18 fp32 vs AMP + channels_last on the GPU
 
 The same LeNet-5 is trained on the same in-memory data (a TensorDataset of random 1x32x32
-images, batch 128) with the same seed, once by `fit` and once by the minimal loop below.
+images, batch 128) with the same seed, once by `fit` and once by the minimal loop below. Both
+runs must end with identical weights: `fit` adds bookkeeping, not different arithmetic.
+
 Machine noise (other processes, CPU frequency) changes speed over time, so the two are measured
-alternately, in A-B then B-A order, in many short rounds after a warm-up round; each round gives
-one ratio fit/hand and we report the median (and the spread of the rounds, which shows how noisy
-the machine was: on a shared machine single rounds vary by 5-10% even between two runs of the
-same loop, while fit's bookkeeping costs about 50 microseconds per batch). torch uses one CPU thread by default (--threads):
-multi-threaded kernels slow down erratically when other programs share the cores. Both runs must also end with identical weights:
-`fit` adds bookkeeping, not different arithmetic.
+alternately, in A-B then B-A order, in many short rounds after a warm-up round. Each round gives
+one ratio fit/hand; we report their median and the spread, which shows how noisy the machine
+was (on a shared machine single rounds vary by 5-10% even between two runs of the same loop,
+while fit's bookkeeping costs about 50 microseconds per batch). torch uses one CPU thread by
+default (--threads): multi-threaded kernels slow down erratically when other programs share
+the cores.
 
 The last line of the output is always ``fit/hand-loop ratio: <median ratio, 2 decimals>``.
 """
