@@ -136,7 +136,8 @@ def test_predict_collects_outputs_on_cpu():
     torch.testing.assert_close(logits, net(X).detach())
     assert torch.equal(labels, y)
     logits2, labels2 = predict(net, DataLoader(TensorDataset(X), batch_size=8))   # X-only batches
-    torch.testing.assert_close(logits2, logits) and labels2 is None
+    torch.testing.assert_close(logits2, logits)
+    assert labels2 is None
 
 
 # ---- schedulers, clipping, AMP ---------------------------------------------------------------------

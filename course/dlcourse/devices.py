@@ -69,7 +69,8 @@ def _check_available(device: torch.device) -> None:
             raise RuntimeError(f"device {str(device)!r} was requested but this machine has {count} CUDA "
                                f"device(s): valid indices are 0..{count - 1}")
     elif device.type == "mps" and not _mps_available():
-        raise RuntimeError("device 'mps' was requested but the Apple MPS backend is not available here; use 'cpu'")
+        raise RuntimeError("device 'mps' was requested but the Apple MPS backend is not available "
+                           "here; use 'cpu'")
 
 
 def get_device(prefer=None) -> torch.device:

@@ -57,8 +57,9 @@ class History(dict):
     """Per-epoch records of a training run: a dict of lists, one entry per epoch.
 
     Keys: "train_loss", "train_acc", "val_loss", "val_acc", "lr" (learning rate at the start of
-    the epoch), "epoch_time" (seconds, training + validation), plus "train_top5", "val_top5", ... when fit(topk=...)
-    asks for them. Keys that were not measured (no val_iter, no accuracy) stay empty lists.
+    the epoch), "epoch_time" (seconds, training + validation), plus "train_top5", "val_top5", ...
+    when fit(topk=...) asks for them. Keys that were not measured (no val_iter, no accuracy) stay
+    empty lists.
 
     history["val_acc"][-1] is the last validation accuracy; plot_history(history) draws it all.
     """
