@@ -150,13 +150,17 @@ def zero_result(assignment: str, reason: str, template: list[dict], max_score: f
 
 
 def suite_tests(assignment) -> list[dict]:
-    """The hidden suite's tests as [{"name", "cell", "max_points"}], read from their @points marks.
+    """The hidden suite's tests as [{"name", "cell", "max_points"}], in the runner's order.
 
-    Used for the rows of students the grader never ran on (no submission, grader crash), so that
-    they list every test with 0 points and the right max_score.
+    Collected (not run) with the runner's own pytest plugin, so names (parametrized ones too),
+    points and cells are exactly those of a graded result. Used for the rows of students the
+    grader never ran on (no submission, grader crash): every test listed with 0 points.
     """
-    from autograder.testing import collect_points
-    return collect_points(assignment.suite_dir)
+    from autograder.plugin import GradingPlugin
+    from autograder.runner import _run_suite
+    plugin = GradingPlugin(None, not_graded="collecting")
+    _run_suite(Path(assignment.suite_dir), plugin, collect_only=True)
+    return [{"name": r.name, "cell": r.cell, "max_points": r.max_points} for r in plugin.records.values()]
 
 
 def valid_result(obj) -> bool:
@@ -357,15 +361,22 @@ class Batch:
         self.cell_titles = feedback.exercise_titles(self.release_nb)
         self.fingerprint = suite_fingerprint(assignment)
         self._placeholder = placeholder_tests
+        self._template: list[dict] | None = None
         self.children = Children()
         self.stopping = threading.Event()
 
     # --- results that need no grader ----------------------------------------------------------
+    @property
+    def template(self) -> list[dict]:
+        """The suite's tests (collected once, in the main thread: pytest redirects stdout/stderr)."""
+        if self._template is None:
+            self._template = list(self._placeholder(self.a)) if self._placeholder else []
+        return self._template
+
     def placeholder(self, reason: str) -> dict:
         """0 points for every test of the suite, with `reason` (no submission, grader failure)."""
-        template = self._placeholder(self.a) if self._placeholder else []
-        max_score = sum(float(t["max_points"]) for t in template)
-        return zero_result(self.name, reason, template, max_score)
+        max_score = sum(float(t["max_points"]) for t in self.template)
+        return zero_result(self.name, reason, self.template, max_score)
 
     def stamp(self, result: dict, sub: Submission, sha: str | None, status: str, seconds: float) -> dict:
         result = dict(result)
@@ -458,6 +469,7 @@ class Batch:
         start = time.perf_counter()
         subs = find_submissions(self.directory, self.name, self.release_path.name)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.template                                   # noqa: B018 - collect the suite now, once
         gb = self.open_gradebook()
         report = BatchReport({}, [], [], [], [], [], self.out, 0.0)
         bar = tqdm(total=len(subs), desc=f"grading {self.name}", unit="nb", file=sys.stderr,
@@ -494,9 +506,7 @@ class Batch:
         return report
 
     def test_columns(self, rows: list[dict]) -> list[str]:
-        names: list[str] = []
-        for t in (self._placeholder(self.a) if self._placeholder else []):
-            names.append(t["name"])
+        names = [t["name"] for t in self.template]
         for r in rows:
             for t in r["tests"]:
                 if t["name"] not in names:
