@@ -1,0 +1,458 @@
+"""The student's kernel session: run the notebook, then answer the hidden suite's calls.
+
+One `KernelSession` per submission. It starts an IPython kernel inside a `Sandbox` (sandbox.py),
+talking to it over zmq IPC sockets in the sandbox's private directory, and
+
+  * executes the merged notebook cell by cell with nbclient (`run_notebook`): errors are allowed,
+    each cell has a time limit and the notebook a total one, outputs are capped. A cell that runs
+    too long is interrupted; if the kernel does not come back (or dies: sys.exit is harmless,
+    os._exit, a segfault or the memory watchdog are not), the kernel is restarted and the cells that
+    had completed are replayed, the offending cell skipped, within a restart budget;
+  * sends the dispatcher (kernel_side.py) into the kernel, then serves `request(...)`: the request
+    goes as a `torch.save` file, the answer comes back as a file read with
+    `torch.load(weights_only=True)`, so no object of the student's is ever unpickled here. A call
+    that runs too long is interrupted (StudentTimeout; killed and restarted if it ignores the
+    interrupt); a kernel that dies is restarted and replayed (StudentCrash) so later tests still run.
+
+Student output during calls is never read (the call client has no iopub channel).
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import secrets
+import threading
+import time
+from pathlib import Path
+from queue import Empty
+
+import nbformat
+from jupyter_client import AsyncKernelManager
+from jupyter_client.session import Session
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from autograder import kernel_side
+from autograder.proxy import (BadResult, ForbiddenCall, MissingName, StudentCrash, StudentError, StudentTimeout,
+                              decode_result)
+from autograder.sandbox import Limits, Sandbox
+
+log = logging.getLogger("autograder.kernel")
+
+
+class GraderError(RuntimeError):
+    """The grader itself cannot work (the kernel does not start at all): not the student's fault."""
+
+
+class _CellTimedOut(Exception):
+    pass
+
+
+class _SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel command is the sandbox's, with an IPC connection file it owns."""
+
+    sandbox: Sandbox | None = None
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        return self.sandbox.kernel_command(Path(self.connection_file))
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        self.sandbox._give(Path(self.connection_file))
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        self.sandbox.track(self.provisioner.pid)
+
+
+class _CellRunner(NotebookClient):
+    """nbclient, with our own timeout handling and a cap on the outputs kept."""
+
+    def __init__(self, nb, km, *, output_bytes: int, **kw):
+        super().__init__(nb, km=km, allow_errors=True, record_timing=False, iopub_timeout=5, **kw)
+        self.output_budget = output_bytes
+        self.truncated_cells: set[int] = set()
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        raise _CellTimedOut()      # not a CellControlSignal: nbclient cancels its output poller
+
+    def output(self, outs, msg, display_id, cell_index):
+        size = _message_size(msg)
+        if msg["msg_type"] != "error" and size > self.output_budget:
+            if cell_index not in self.truncated_cells:
+                self.truncated_cells.add(cell_index)
+                outs.append(nbformat.v4.new_output(
+                    "stream", name="stderr",
+                    text="[grader] output truncated: the notebook's outputs exceeded the size limit\n"))
+            self.output_budget = 0
+            return None
+        self.output_budget -= size
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def _message_size(msg) -> int:
+    content = msg.get("content", {})
+    if "text" in content:
+        return len(content["text"])
+    if "data" in content:
+        return sum(len(str(v)) for v in content["data"].values())
+    if "traceback" in content:
+        return sum(len(line) for line in content["traceback"])
+    return 0
+
+
+def bootstrap_code(token: str, directory: Path) -> str:
+    """The code that installs kernel_side's dispatcher in the kernel without leaving other globals."""
+    source = Path(kernel_side.__file__).read_text()
+    return (f"(lambda ns: (exec(compile({source!r}, '<dlcourse-grader>', 'exec'), ns), "
+            f"ns['install']({token!r}, {str(directory)!r})))({{'__name__': '_dlcourse_grader'}})")
+
+
+class KernelSession:
+    """A sandboxed kernel for one submission.
+
+    Inputs: sandbox (opened Sandbox), limits (Limits).
+    Public: run_notebook(nb, labels) -> list[str] of student-facing notes; request(...) for the
+    proxy; close(). Figures: `timings` (kernel start seconds, notebook seconds, calls).
+    """
+
+    def __init__(self, sandbox: Sandbox, limits: Limits | None = None):
+        self.sandbox, self.limits = sandbox, limits or Limits()
+        self.km = self.kc = self.ckc = None
+        self.run_dir: Path | None = None
+        self.token = "_dlcourse_grader_" + secrets.token_hex(8)
+        self.replay: list[str] = []        # sources of the cells that completed, in order
+        self.nb_restarts = self.call_restarts = 0
+        self.broken: str | None = None     # why calls cannot be served any more
+        self.bootstrapped = False
+        self.tampering: list[str] = []     # set by the runner: suspicious names in student code
+        self.notes: list[str] = []         # student-facing notes from the call phase
+        self.timings = {"kernel_start": [], "notebook": 0.0, "calls": 0, "call_seconds": 0.0}
+        self._request_id = 0
+        self._memory_exceeded = False
+        self._watch_stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- kernel life cycle
+    async def _start(self) -> None:
+        await self._stop()
+        self.run_dir = self.sandbox.new_run_dir()
+        self._memory_exceeded = False
+        km = _SandboxKernelManager(transport="ipc", ip=str(self.run_dir / "k"),
+                                   connection_file=str(self.run_dir / "kernel.json"), kernel_name="python3")
+        km.sandbox = self.sandbox
+        log_fd = open(self.run_dir / "kernel.log", "xb")   # noqa: SIM115 - handed to the kernel process
+        t0 = time.monotonic()
+        try:
+            await km.start_kernel(env=self.sandbox.kernel_env(), cwd=str(self.sandbox.home),
+                                  stdout=log_fd, stderr=log_fd)
+            kc = km.client()
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=self.limits.startup_timeout)
+        except Exception as e:
+            tail = self._kernel_log_tail()
+            raise GraderError(f"the student kernel did not start: {e!r}\n{tail}") from None
+        finally:
+            log_fd.close()
+        # The call client needs its own session: two clients sharing one session id would share one
+        # zmq routing identity, and the kernel's shell socket answers only one of them.
+        ckc = km.client(session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
+        ckc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        kc.allow_stdin = ckc.allow_stdin = False
+        self.km, self.kc, self.ckc = km, kc, ckc
+        self.bootstrapped = False
+        self.timings["kernel_start"].append(round(time.monotonic() - t0, 3))
+        self._start_watchdog()
+
+    async def _stop(self) -> None:
+        self._watch_stop.set()
+        for client in (self.kc, self.ckc):
+            if client is not None:
+                client.stop_channels()
+        self.sandbox.kill_all()
+        if self.km is not None:
+            try:
+                await self.km.shutdown_kernel(now=True)
+            except Exception:                      # already dead; only the clean-up matters
+                pass
+            await self.km.cleanup_resources()
+        self.km = self.kc = self.ckc = None
+
+    def _start_watchdog(self) -> None:
+        """Kill the kernel when the submission's processes together hold more than memory_mb."""
+        self._watch_stop = stop = threading.Event()
+        limit = self.limits.memory_mb * 2**20
+
+        def watch():
+            while not stop.wait(0.5):
+                if self.sandbox.rss_bytes() > limit:
+                    self._memory_exceeded = True
+                    self.sandbox.kill_all()
+                    return
+
+        self._watchdog = threading.Thread(target=watch, name="dlcourse-memory-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _kernel_log_tail(self, n: int = 2000) -> str:
+        try:
+            return (self.run_dir / "kernel.log").read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    async def _alive(self) -> bool:
+        return self.km is not None and await self.km.is_alive()
+
+    async def _wait_reply(self, client, msg_id: str, timeout: float) -> dict | str:
+        """The shell reply to msg_id, or "dead" / "timeout"."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            try:
+                msg = await client.shell_channel.get_msg(timeout=min(0.5, left))
+            except Empty:
+                if not await self._alive():
+                    return "dead"
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+    async def _interrupt(self) -> bool:
+        """SIGINT the kernel; True if it answers again within the grace period."""
+        try:
+            await self.km.interrupt_kernel()
+        except Exception:
+            return False
+        msg_id = self.ckc.kernel_info()
+        reply = await self._wait_reply(self.ckc, msg_id, self.limits.interrupt_grace)
+        return isinstance(reply, dict)
+
+    async def _run_quiet(self, code: str, timeout: float) -> str:
+        """Run code without keeping outputs: 'ok', 'error', 'timeout' or 'dead'."""
+        msg_id = self.ckc.execute(code, silent=False, store_history=True, allow_stdin=False, stop_on_error=False)
+        reply = await self._wait_reply(self.ckc, msg_id, timeout)
+        return reply if isinstance(reply, str) else reply["content"].get("status", "error")
+
+    async def _restart_and_replay(self, deadline: float | None = None) -> bool:
+        """Fresh kernel, then the completed cells again. False if the replay did not complete."""
+        await self._start()
+        for code in self.replay:
+            left = self.limits.cell_timeout if deadline is None else min(self.limits.cell_timeout,
+                                                                         deadline - time.monotonic())
+            if left <= 0:
+                return False
+            status = await self._run_quiet(code, left)
+            if status in ("dead", "timeout"):
+                log.warning("replay after restart failed (%s)", status)
+                return False
+        return True
+
+    # ---------------------------------------------------------------- the notebook
+    def run_notebook(self, nb, labels: list[str]) -> list[str]:
+        """Execute `nb` in place (outputs filled in); returns notes for the student."""
+        return run_sync(self._run_notebook)(nb, labels)
+
+    async def _run_notebook(self, nb, labels) -> list[str]:
+        lim, notes = self.limits, []
+        t0 = time.monotonic()
+        deadline = t0 + lim.total_timeout
+        if self.km is None:
+            await self._start()
+        runner = _CellRunner(nb, self.km, output_bytes=lim.output_bytes)
+        runner.kc = self.kc
+        count = 0
+        code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
+        for pos, index in enumerate(code_cells):
+            cell, label = nb.cells[index], labels[index]
+            left = deadline - time.monotonic()
+            if left < 1:
+                notes.append(f"the notebook ran longer than {lim.total_timeout:g} s in total; {label} and the "
+                             f"{len(code_cells) - pos - 1} code cells after it were not run")
+                break
+            runner.timeout = max(1, math.floor(min(lim.cell_timeout, left)))
+            count += 1
+            try:
+                await runner.async_execute_cell(cell, index, execution_count=count)
+            except _CellTimedOut:
+                limit = runner.timeout
+                what = (f"ran longer than {limit:g} s" if limit >= lim.cell_timeout else
+                        f"was still running when the notebook's total time ({lim.total_timeout:g} s) ran out")
+                _add_grader_output(cell, f"this cell {what} and was stopped")
+                if await self._interrupt():
+                    notes.append(f"{label} {what} and was interrupted")
+                    continue
+                notes.append(f"{label} {what} and was stopped (the kernel was restarted and the cells "
+                             f"before it were run again)")
+                if not await self._restart_in_notebook(notes, deadline, runner):
+                    break
+                continue
+            except DeadKernelError:
+                why = self._death_reason()
+                _add_grader_output(cell, f"the kernel died while running this cell: {why}")
+                notes.append(f"{label}: {why}; the kernel was restarted and the cells before it were run again")
+                if not await self._restart_in_notebook(notes, deadline, runner):
+                    break
+                continue
+            self.replay.append(cell.source)
+            error = next((o for o in cell.outputs if o.get("output_type") == "error"), None)
+            if error is not None:
+                notes.append(f"{label} raised {error.get('ename', 'an error')}: {_short(error.get('evalue', ''))}")
+        self.timings["notebook"] = round(time.monotonic() - t0, 3)
+        return notes
+
+    async def _restart_in_notebook(self, notes, deadline, runner) -> bool:
+        self.nb_restarts += 1
+        if self.nb_restarts > self.limits.restarts:
+            notes.append(f"the kernel was restarted {self.limits.restarts} times; the rest of the notebook "
+                         f"was not run")
+            await self._stop()
+            return False
+        ok = await self._restart_and_replay(deadline)
+        if not ok:
+            notes.append("after the restart, the earlier cells could not all be run again")
+        runner.km, runner.kc = self.km, self.kc
+        return True
+
+    def _death_reason(self) -> str:
+        if self._memory_exceeded:
+            return f"it used more than {self.limits.memory_mb} MB of memory"
+        return "the kernel crashed (exit, segmentation fault, or out of resources)"
+
+    # ---------------------------------------------------------------- calls from the suite
+    def check_forbid(self, forbid) -> None:
+        unknown = [g for g in forbid if g not in kernel_side.GROUPS]
+        if unknown:
+            raise ValueError(f"unknown forbidden op group(s) {unknown}; known: {sorted(kernel_side.GROUPS)}")
+
+    def request(self, request: dict, *, label: str, timeout: float | None = None, forbid=()):
+        """Send one request to the kernel and return its decoded value (or raise a StudentFailure)."""
+        if forbid and self.tampering:
+            raise ForbiddenCall(f"{label} was not graded: the notebook uses torch internals that can switch off "
+                                f"the grader's checks ({', '.join(self.tampering[:5])})")
+        t0 = time.monotonic()
+        try:
+            result = run_sync(self._request)(request, label, timeout or self.limits.call_timeout)
+        finally:
+            self.timings["calls"] += 1
+            self.timings["call_seconds"] += time.monotonic() - t0
+        return self._interpret(result, label)
+
+    async def _ensure_ready(self) -> None:
+        if self.broken:
+            raise StudentCrash(self.broken)
+        if self.km is None or not await self._alive():
+            await self._restart_for_calls("the kernel was not running")
+        if not self.bootstrapped:
+            status = await self._run_quiet(bootstrap_code(self.token, self.run_dir), 60)
+            if status != "ok":
+                self.broken = ("the grader's helper could not run in your kernel (did the notebook replace "
+                               "Python built-ins or torch functions?)")
+                raise StudentCrash(self.broken)
+            self.bootstrapped = True
+
+    async def _restart_for_calls(self, why: str) -> None:
+        self.call_restarts += 1
+        if self.call_restarts > self.limits.restarts:
+            self.broken = f"the kernel was restarted {self.limits.restarts} times already; not restarted again"
+            await self._stop()
+            raise StudentCrash(self.broken)
+        if not await self._restart_and_replay():
+            self.notes.append("after a restart during grading, the notebook's cells could not all be run again")
+        log.info("kernel restarted for calls: %s", why)
+
+    async def _request(self, request: dict, label: str, timeout: float) -> dict:
+        import torch
+        await self._ensure_ready()
+        self._request_id += 1
+        rid = self._request_id
+        buffer = io.BytesIO()
+        torch.save(request, buffer)
+        self.sandbox.write_file(self.run_dir / f"req_{rid}.pt", buffer.getvalue())
+        msg_id = self.ckc.execute(f"{self.token}({rid})", silent=True, store_history=False,
+                                  allow_stdin=False, stop_on_error=False)
+        reply = await self._wait_reply(self.ckc, msg_id, timeout)
+        if reply == "timeout":
+            if not await self._interrupt():
+                await self._restart_for_calls(f"{label} ignored the interrupt")
+            raise StudentTimeout(f"{label} did not finish within {timeout:g} s and was stopped")
+        if reply == "dead":
+            why = self._death_reason()
+            await self._restart_for_calls(why)
+            raise StudentCrash(f"{label}: {why}; the kernel was restarted")
+        if reply["content"].get("status") != "ok":
+            self.bootstrapped = False           # the dispatcher itself failed: reinstall it next time
+            raise StudentError(f"{label} could not be called: the grader's helper in your kernel failed "
+                               f"({_short(reply['content'].get('ename', ''))})")
+        return self._read_result(rid, label)
+
+    def _read_result(self, rid: int, label: str) -> dict:
+        import torch
+        path = self.run_dir / f"res_{rid}.pt"
+        try:
+            data = self.sandbox.read_file(path, self.limits.result_mb * 2**20)
+        except ValueError as e:
+            raise BadResult(f"{label}: the result could not be read back ({e})") from None
+        try:
+            result = torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as e:  # UnpicklingError and friends: not plain data
+            raise BadResult(f"{label} returned data the grader does not accept ({_unsupported(e)}); "
+                            f"expected tensors, numbers, strings or lists/tuples/dicts of these") from None
+        finally:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        if not isinstance(result, dict) or not isinstance(result.get("status"), str):
+            raise BadResult(f"{label}: the result came back in an unexpected form")
+        return result
+
+    def _interpret(self, result: dict, label: str):
+        status = result["status"]
+        if status == "ok":
+            return decode_result(result.get("value"), self, label)
+        if status == "missing":
+            raise MissingName(f"the notebook does not define {_short(result.get('name', label), 80)} (did its cell "
+                              f"run without errors?)")
+        if status == "interrupted":
+            raise StudentTimeout(f"{label} was interrupted")
+        if status == "forbidden":
+            ops = ", ".join(sorted({f"{op} ({group})" for op, group in result.get("ops", [])}))
+            raise ForbiddenCall(f"{label} used a forbidden operation: {_short(ops, 300)}")
+        if status == "tampered":
+            raise ForbiddenCall(f"{label}: the grading guard was disabled ({_short(result.get('reason', ''))})")
+        if status == "error":
+            type_name = _short(result.get("type", "Exception"), 100)
+            message = _short(result.get("message", ""), 500)
+            tb = [str(x) for x in result.get("traceback", [])][-8:]
+            text = f"{label} raised {type_name}: {message}"
+            if type_name == "NotImplementedError":
+                text += " (not implemented yet?)"
+            if tb:
+                text += "\n" + "\n".join("  " + line for line in tb)
+            raise StudentError(text, type_name=type_name, error_message=message, traceback=tb)
+        raise BadResult(f"{label}: the result came back in an unexpected form")
+
+    # ---------------------------------------------------------------- end
+    def close(self) -> None:
+        try:
+            run_sync(self._stop)()
+        finally:
+            self._watch_stop.set()
+
+
+def _add_grader_output(cell, text: str) -> None:
+    cell.setdefault("outputs", []).append(nbformat.v4.new_output(
+        "error", ename="GraderStop", evalue=text, traceback=[f"[grader] {text}"]))
+
+
+def _short(text, n: int = 300) -> str:
+    text = str(text).replace("\n", " ").strip()
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _unsupported(error: Exception) -> str:
+    """The type named in a weights_only refusal, e.g. 'an object of type __main__.Liar'."""
+    import re
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    return f"an object of type {m.group(1)}" if m else "not plain data"

@@ -1,0 +1,204 @@
+"""The hidden suite's view of the student's notebook: a proxy that moves data, never objects.
+
+    student.conv2d_naive(X, W)                       # call a global of the notebook
+    conv = student.function("conv2d_naive", forbid=("convolution",), timeout=30)
+    net = student.TinyNet()                          # not data -> a RemoteRef handle
+    net(X); net.method("forward")(X); net.attr("fc"); net.state_dict()
+
+Arguments go to the kernel as data (tensors, numbers, str, bool, None, lists/tuples/dicts of these,
+numpy arrays, RemoteRefs). Results come back through `torch.load(weights_only=True)`: plain data
+is returned as is (tensor subclasses and Parameters become plain tensors), anything else stays in
+the kernel and comes back as a `RemoteRef`. A RemoteRef used where data was expected raises
+`BadResult` ("... returned an object of type X; expected a tensor or plain data").
+
+Every failure that is the student's doing is a `StudentFailure`; its message is written for the
+student and becomes the test's message. It never contains expected values or suite source.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+REF, NDARRAY = "__dlcourse_ref__", "__dlcourse_ndarray__"
+
+
+class StudentFailure(Exception):
+    """Base class: the student's code did something that fails this test (message is for the student)."""
+
+
+class StudentError(StudentFailure):
+    """The student's code raised an exception (type, message and the student's own frames)."""
+
+    def __init__(self, message, *, type_name="", error_message="", traceback=()):
+        super().__init__(message)
+        self.type_name, self.error_message, self.traceback = type_name, error_message, list(traceback)
+
+
+class StudentTimeout(StudentFailure):
+    """The call ran longer than its time limit and was stopped."""
+
+
+class StudentCrash(StudentFailure):
+    """The kernel died during the call (it is restarted for the following tests)."""
+
+
+class ForbiddenCall(StudentFailure):
+    """A forbidden operation ran during the call, or the grading guard was disabled."""
+
+
+class MissingName(StudentFailure):
+    """The notebook does not define the requested name."""
+
+
+class BadResult(StudentFailure):
+    """The call returned something that cannot be graded (an object where data was expected, ...)."""
+
+
+# ------------------------------------------------------------------------------------------
+
+def encode_args(value, depth=0):
+    """Grader -> kernel: data as is, RemoteRefs as markers; anything else is a suite bug."""
+    if depth > 64:
+        raise TypeError("arguments nested too deeply for the student's kernel")
+    if isinstance(value, RemoteRef):
+        return {REF: value._ref_id}
+    if isinstance(value, torch.Tensor):
+        t = value.detach() if type(value) is torch.Tensor else value.detach().as_subclass(torch.Tensor)
+        t = t if t.device.type in ("cpu", "meta") else t.cpu()
+        return t.requires_grad_(True) if value.requires_grad and t.is_floating_point() else t
+    if isinstance(value, np.ndarray):
+        return {NDARRAY: torch.from_numpy(np.array(value, copy=True))}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, numbers.Number, str, bytes, torch.dtype, torch.device)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(encode_args(v, depth + 1) for v in value) if type(value) in (list, tuple) \
+            else tuple(encode_args(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return {k: encode_args(v, depth + 1) for k, v in value.items()}
+    raise TypeError(f"cannot send an object of type {type(value).__name__} to the student's kernel")
+
+
+def decode_result(value, session, origin: str):
+    """Kernel -> grader, after torch.load(weights_only=True): markers become RemoteRefs/arrays."""
+    if isinstance(value, torch.Tensor):
+        return value if type(value) is torch.Tensor else value.as_subclass(torch.Tensor)
+    if isinstance(value, dict):
+        if REF in value and isinstance(value.get(REF), int):
+            return RemoteRef(session, value[REF], str(value.get("type", "object"))[:100], origin)
+        if set(value) == {NDARRAY} and isinstance(value[NDARRAY], torch.Tensor):
+            return value[NDARRAY].numpy()
+        return {k: decode_result(v, session, origin) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(decode_result(v, session, origin) for v in value)
+    return value
+
+
+class StudentFunction:
+    """A callable that runs a notebook global (or a handle's method) in the student's kernel."""
+
+    def __init__(self, session, target, *, method=None, forbid=(), timeout=None, label=None):
+        forbid = (forbid,) if isinstance(forbid, str) else tuple(forbid)
+        session.check_forbid(forbid)
+        self._session, self._target, self._method = session, target, method
+        self._forbid, self._timeout = forbid, timeout
+        self._label = label or str(target[1])
+
+    def __call__(self, *args, **kwargs):
+        request = {"op": "call", "target": list(self._target), "method": self._method,
+                   "args": encode_args(list(args)), "kwargs": encode_args(kwargs), "forbid": list(self._forbid)}
+        return self._session.request(request, label=self._label, timeout=self._timeout, forbid=self._forbid)
+
+    def __repr__(self):
+        return f"<student function {self._label}>"
+
+
+class RemoteRef:
+    """A handle on an object that lives in the student's kernel (an nn.Module instance, a class, ...)."""
+
+    def __init__(self, session, ref_id: int, type_name: str, origin: str):
+        self._session, self._ref_id, self._type, self._origin = session, ref_id, type_name, origin
+
+    @property
+    def type_name(self) -> str:
+        return self._type
+
+    def __call__(self, *args, **kwargs):
+        return StudentFunction(self._session, ("ref", self._ref_id), label=f"{self._type} instance")(*args, **kwargs)
+
+    def method(self, name: str, forbid=(), timeout=None) -> StudentFunction:
+        return StudentFunction(self._session, ("ref", self._ref_id), method=name, forbid=forbid, timeout=timeout,
+                               label=f"{self._type}.{name}")
+
+    def attr(self, name: str):
+        return self._session.request({"op": "getattr", "target": ["ref", self._ref_id], "name": name},
+                                     label=f"{self._type}.{name}")
+
+    def state_dict(self) -> dict:
+        return self._session.request({"op": "state_dict", "target": ["ref", self._ref_id]},
+                                     label=f"{self._type}.state_dict()")
+
+    def _bad(self):
+        return BadResult(f"{self._origin} returned an object of type {self._type}; expected a tensor or plain data")
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name.startswith("_ref") or name in ("_session", "_type", "_origin"):
+            raise AttributeError(name)
+        raise self._bad()
+
+    def __len__(self):
+        raise self._bad()
+
+    def __iter__(self):
+        raise self._bad()
+
+    def __getitem__(self, key):
+        raise self._bad()
+
+    def __float__(self):
+        raise self._bad()
+
+    def __bool__(self):
+        return True
+
+    def __repr__(self):
+        return f"<student object of type {self._type}>"
+
+
+class Student:
+    """The `student` fixture: the notebook's globals, reached through the kernel session.
+
+    `student.<name>` is `student.function(name)`; use `function(name)` for names that clash with
+    this class's own methods (function, get, has, state_dict)."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def __getattr__(self, name: str) -> StudentFunction:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.function(name)
+
+    def function(self, name: str, forbid=(), timeout=None) -> StudentFunction:
+        """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout"), `timeout` seconds."""
+        return StudentFunction(self._session, ("name", name), forbid=forbid, timeout=timeout, label=name)
+
+    def get(self, name: str):
+        """The value of a global: data, or a RemoteRef for other objects."""
+        return self._session.request({"op": "get", "target": ["name", name]}, label=name)
+
+    def has(self, name: str) -> bool:
+        return bool(self._session.request({"op": "has", "target": ["name", name]}, label=name))
+
+    def state_dict(self, name_or_ref) -> dict:
+        """A module's state_dict as plain tensors (the module named `name`, or a RemoteRef)."""
+        if isinstance(name_or_ref, RemoteRef):
+            return name_or_ref.state_dict()
+        return self._session.request({"op": "state_dict", "target": ["name", name_or_ref]},
+                                     label=f"{name_or_ref}.state_dict()")
+
+    def __repr__(self):
+        return "<the student's notebook>"

@@ -1,0 +1,152 @@
+"""Grade one submitted notebook: `grade_notebook(assignment, notebook_path) -> dict`.
+
+    result = grade_notebook("01_convolution", "alice.ipynb", executed_path="alice.executed.ipynb")
+
+1. read the submission and merge it with the release (notebook.py); an unusable submission scores
+   0 with the reason in `errors` and every test listed as failed, without starting a kernel;
+2. run the merged notebook in a sandboxed kernel (kernel.py, sandbox.py);
+3. run the hidden suite with pytest in THIS process (plugin.py): the suite reaches the notebook's
+   objects only through the `student` proxy; pytest's own output never reaches stdout.
+
+The result is the engine contract's JSON object:
+{"assignment", "score", "max_score", "tests": [{"name", "points", "max_points", "passed", "message",
+"cell"?}], "errors": [str]}. Problems of the grader itself (unknown assignment, missing file, a
+suite that does not import, a kernel that cannot start) raise instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from autograder.assignments import ROOT, Assignment, find_assignment
+from autograder.kernel import GraderError, KernelSession
+from autograder.notebook import SubmissionError, merge, read_notebook, scan_tampering
+from autograder.plugin import GradingPlugin
+from autograder.sandbox import Limits, Sandbox
+
+__all__ = ["grade_notebook", "Limits", "GraderError"]
+log = logging.getLogger("autograder")
+MAX_ERRORS = 50
+ASSIGNMENT_FILES_MB = 100
+
+
+def grade_notebook(assignment: Assignment | str, notebook_path, *, limits: Limits | None = None,
+                   executed_path=None, details: dict | None = None) -> dict:
+    """Grade `notebook_path` for `assignment` (an Assignment or its name).
+
+    Inputs:
+      limits: Limits (time, memory, processes, output size...); defaults: Limits()
+      executed_path: where to write the executed, merged notebook (for formgrader and feedback)
+      details: a dict to receive figures for the instructor (isolation mode, timings, instructor log)
+    Returns the contract's JSON-ready dict. Raises for grader problems only.
+    """
+    t0 = time.monotonic()
+    if not isinstance(assignment, Assignment):
+        assignment = find_assignment(assignment)
+    notebook_path = Path(notebook_path)
+    if not notebook_path.is_file():
+        raise FileNotFoundError(f"no such notebook: {notebook_path}")
+    limits = limits or Limits()
+    details = {} if details is None else details
+    release = nbformat.read(assignment.release_notebook, as_version=4)
+
+    errors: list[str] = []
+    try:
+        merged = merge(release, read_notebook(notebook_path), assignment.name)
+    except SubmissionError as e:
+        plugin = GradingPlugin(None, not_graded=str(e))
+        _run_suite(assignment.suite_dir, plugin, collect_only=True)
+        details.update(timings={"total": round(time.monotonic() - t0, 3)})
+        return _result(assignment, plugin, [str(e)])
+
+    errors += merged.notes
+    hide = [ROOT, assignment.suite_dir, assignment.release_notebook.parent, assignment.source_notebook.parent,
+            notebook_path.resolve().parent]
+    if executed_path is not None:
+        hide.append(Path(executed_path).resolve().parent)
+    with Sandbox(limits, hide=hide, keep=_kernel_needs()) as sandbox:
+        _copy_assignment_files(assignment.release_notebook.parent, sandbox)
+        session = KernelSession(sandbox, limits)
+        try:
+            errors += session.run_notebook(merged.nb, merged.labels)
+            if executed_path is not None:
+                nbformat.write(merged.nb, str(executed_path))
+            session.tampering = scan_tampering(merged.student_code)
+            plugin = GradingPlugin(session)
+            t_suite = time.monotonic()
+            _run_suite(assignment.suite_dir, plugin)
+            suite_seconds = time.monotonic() - t_suite
+            errors += session.notes
+        finally:
+            session.close()
+        details.update(
+            isolation=sandbox.mode,
+            tampering=session.tampering,
+            timings={**session.timings, "suite": round(suite_seconds, 3),
+                     "call_seconds": round(session.timings["call_seconds"], 3),
+                     "total": round(time.monotonic() - t0, 3)},
+            instructor_log=plugin.instructor_log)
+    return _result(assignment, plugin, errors)
+
+
+def _result(assignment: Assignment, plugin: GradingPlugin, errors: list[str]) -> dict:
+    for text in plugin.instructor_log:
+        log.error("%s: %s", assignment.name, text)
+    tests = [r.as_json() for r in plugin.records.values()]
+    if len(errors) > MAX_ERRORS:
+        errors = errors[:MAX_ERRORS] + [f"... and {len(errors) - MAX_ERRORS} more"]
+    return {"assignment": assignment.name,
+            "score": round(sum(t["points"] for t in tests), 6),
+            "max_score": round(sum(t["max_points"] for t in tests), 6),
+            "tests": tests,
+            "errors": [e if len(e) <= 1000 else e[:997] + "..." for e in errors]}
+
+
+def _run_suite(suite_dir: Path, plugin: GradingPlugin, collect_only: bool = False) -> None:
+    """pytest.main on the hidden suite, in this process, with all of pytest's output captured."""
+    import pytest
+    args = [str(suite_dir), "-q", "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(suite_dir),
+            "--confcutdir", str(suite_dir), "--import-mode=importlib", "-W", "ignore::DeprecationWarning"]
+    if collect_only:
+        args.append("--collect-only")
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+        code = pytest.main(args, plugins=[plugin])
+    if plugin.collect_errors or code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
+                                         pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
+        raise GraderError(f"the hidden suite in {suite_dir} could not run (pytest exit code {int(code)}):\n"
+                          + "\n".join(plugin.collect_errors)[-4000:] + output.getvalue()[-4000:])
+
+
+def _kernel_needs() -> list[Path]:
+    """What the kernel must see even when it lies in a hidden folder: the venv and dlcourse."""
+    keep = [Path(sys.prefix)]
+    spec = importlib.util.find_spec("dlcourse")
+    if spec is not None and spec.submodule_search_locations:
+        keep += [Path(p) for p in spec.submodule_search_locations]
+    return keep
+
+
+def _copy_assignment_files(release_dir: Path, sandbox: Sandbox) -> None:
+    """Files shipped beside the release notebook (images, small data) go into the kernel's home."""
+    files = [p for p in release_dir.rglob("*") if p.is_file() and p.suffix != ".ipynb"
+             and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(release_dir).parts)]
+    if sum(p.stat().st_size for p in files) > ASSIGNMENT_FILES_MB * 2**20:
+        log.warning("%s: assignment files over %d MB are not copied into the sandbox", release_dir,
+                    ASSIGNMENT_FILES_MB)
+        return
+    for src in files:
+        dest = sandbox.home / src.relative_to(release_dir)
+        created = [d for d in reversed(dest.parents) if d.is_relative_to(sandbox.home) and not d.exists()]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest, follow_symlinks=True)
+        sandbox._give(*created, dest)

@@ -1,0 +1,156 @@
+"""What hidden suites import: points, comparisons that explain themselves, and the failures.
+
+    from autograder.testing import points, assert_close, assert_equal, check, fail
+
+Every message describes what is wrong with the STUDENT's result (wrong type, wrong shape (got ...),
+not finite, max abs error ...) and never prints the expected value: students read these messages,
+and an expected value in a message would leak the hidden test. Values are compared in float64 so
+that a student's `torch.set_default_dtype(torch.float64)` does not change a correct grade; dtype
+is only checked when asked (`check_dtype=True`).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import pytest
+import torch
+
+from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, StudentCrash,  # noqa: F401
+                              StudentError, StudentFailure, StudentTimeout)
+
+__all__ = ["points", "assert_close", "assert_equal", "check", "fail", "GradeFailure", "StudentFailure",
+           "StudentError", "StudentTimeout", "StudentCrash", "ForbiddenCall", "MissingName", "BadResult",
+           "RemoteRef"]
+
+
+class GradeFailure(AssertionError):
+    """A check in the hidden suite failed; str(e) is the message the student sees."""
+
+
+def points(n: float, cell: str | None = None):
+    """Decorator: this test is worth `n` points, for the notebook's test cell with grade_id `cell`."""
+    if not isinstance(n, numbers.Real) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"points must be a non-negative number, not {n!r}")
+    return pytest.mark.points(float(n), cell=cell)
+
+
+def fail(message: str):
+    raise GradeFailure(message)
+
+
+def check(condition, message: str) -> None:
+    """Fail with `message` unless `condition` is true."""
+    if not condition:
+        raise GradeFailure(message)
+
+
+def _describe_type(value) -> str:
+    if isinstance(value, RemoteRef):
+        return f"an object of type {value.type_name}"
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _as_float64(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t.to(torch.complex128) if t.is_complex() else t.to(torch.float64)
+
+
+def assert_close(actual, expected, what: str, rtol: float = 1e-4, atol: float = 1e-5, check_dtype: bool = False):
+    """Compare the student's `actual` with the grader's `expected` (tensor, number, or a tuple/list of them).
+
+    Fails with e.g. "conv2d_naive with stride 2: wrong shape: got (2, 4, 3, 3)" or
+    "... wrong values: max abs error 0.37 (12 of 72 elements differ)".
+    """
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(actual, (tuple, list)):
+            fail(f"{what}: wrong type: got {_describe_type(actual)}, expected a {type(expected).__name__}")
+        if len(actual) != len(expected):
+            fail(f"{what}: wrong number of results: got {len(actual)}")
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_close(a, e, f"{what} (result {i})", rtol=rtol, atol=atol, check_dtype=check_dtype)
+        return
+    if isinstance(expected, numbers.Number) and not isinstance(expected, torch.Tensor):
+        if isinstance(actual, torch.Tensor) and actual.numel() == 1 and actual.device.type != "meta":
+            actual = actual.item()
+        if isinstance(actual, bool) or not isinstance(actual, numbers.Number):
+            fail(f"{what}: wrong type: got {_describe_type(actual)}, expected a number")
+        if not math.isfinite(abs(actual)):
+            if math.isfinite(abs(expected)):
+                fail(f"{what}: the result is not finite (got {actual})")
+            return
+        err = abs(actual - expected)
+        check(err <= atol + rtol * abs(expected), f"{what}: wrong value: got {actual:.6g} (abs error {err:.3g})")
+        return
+    expected = torch.as_tensor(expected) if isinstance(expected, np.ndarray) else expected
+    if not isinstance(expected, torch.Tensor):
+        raise TypeError(f"assert_close compares tensors and numbers, not {type(expected).__name__}")
+    if not isinstance(actual, torch.Tensor):
+        fail(f"{what}: wrong type: got {_describe_type(actual)}, expected a torch.Tensor")
+    if tuple(actual.shape) != tuple(expected.shape):
+        fail(f"{what}: wrong shape: got {tuple(actual.shape)}")
+    if check_dtype and actual.dtype != expected.dtype:
+        fail(f"{what}: wrong dtype: got {actual.dtype}")
+    if actual.device.type == "meta" or expected.device.type == "meta":
+        check(actual.device.type == expected.device.type,
+              f"{what}: got a tensor on the {actual.device.type} device")
+        return
+    if actual.dtype == torch.bool or expected.dtype == torch.bool:
+        _check_equal_tensors(actual, expected, what)
+        return
+    a, e = _as_float64(actual.cpu()), _as_float64(expected.cpu())
+    bad_a, bad_e = ~torch.isfinite(a), ~torch.isfinite(e)
+    if bool((bad_a & ~bad_e).any()):
+        fail(f"{what}: the result is not finite ({int((bad_a & ~bad_e).sum())} elements are NaN or inf)")
+    close = torch.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
+    if not bool(close.all()):
+        diff = (a - e).abs()
+        diff = diff[torch.isfinite(diff)]
+        err = float(diff.max()) if diff.numel() else float("inf")
+        n_bad = int((~close).sum())
+        fail(f"{what}: wrong values: max abs error {err:.3g} ({n_bad} of {close.numel()} elements differ)")
+
+
+def _check_equal_tensors(actual, expected, what):
+    a, e = actual.cpu(), expected.cpu()
+    if a.dtype != e.dtype:
+        a, e = _as_float64(a), _as_float64(e)
+    same = (a == e) | (torch.isnan(a) & torch.isnan(e)) if a.is_floating_point() else (a == e)
+    if not bool(same.all()):
+        fail(f"{what}: wrong values: {int((~same).sum())} of {same.numel()} elements differ")
+
+
+def assert_equal(actual, expected, what: str):
+    """Exact equality (tensors elementwise, after a shape check); the message shows only the student's value."""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor):
+            fail(f"{what}: wrong type: got {_describe_type(actual)}, expected a torch.Tensor")
+        if tuple(actual.shape) != tuple(expected.shape):
+            fail(f"{what}: wrong shape: got {tuple(actual.shape)}")
+        _check_equal_tensors(actual, expected, what)
+        return
+    if isinstance(actual, torch.Tensor) and not isinstance(expected, torch.Tensor):
+        fail(f"{what}: wrong type: got a torch.Tensor, expected {_describe_type(expected)}")
+    if isinstance(actual, RemoteRef):
+        fail(f"{what}: wrong type: got {_describe_type(actual)}")
+    if type(actual) is not type(expected) and not (isinstance(actual, numbers.Number)
+                                                  and isinstance(expected, numbers.Number)
+                                                  and not isinstance(actual, bool)):
+        fail(f"{what}: wrong type: got {_describe_type(actual)}")
+    if isinstance(expected, (tuple, list)):
+        if len(actual) != len(expected):
+            fail(f"{what}: wrong length: got {len(actual)}")
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_equal(a, e, f"{what} (item {i})")
+        return
+    if isinstance(expected, dict):
+        if set(actual) != set(expected):
+            fail(f"{what}: wrong keys: got {sorted(map(str, actual))[:20]}")
+        for k in expected:
+            assert_equal(actual[k], expected[k], f"{what} [{k!r}]")
+        return
+    if actual != expected:
+        shown = repr(actual)
+        fail(f"{what}: wrong value: got {shown if len(shown) <= 120 else shown[:117] + '...'}")
