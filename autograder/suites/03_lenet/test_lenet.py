@@ -1,0 +1,330 @@
+"""Hidden tests of 03_lenet: the layer table, the LeNet5 module, and training it.
+
+Oracles
+-------
+- Output shapes: PyTorch's own layers (nn.Conv2d, nn.MaxPool2d) run on the "meta" device in the
+  grader, so every spatial size, including odd ones where pooling rounds down, comes from torch.
+- Layer sizes: the multiset of parameter shapes of LeNet-5 (C5 as a 5x5 convolution or as a
+  linear layer on the flattened S4 output; both are the same function on a 32x32 input). Shapes
+  are compared as a multiset, so names, registration order, nn.Sequential or separate attributes
+  do not matter.
+- Non-linearity: a network without activations is affine (f(a + b) = f(a) + f(b) - f(0)); with
+  max pooling but no activation it is still *shift-affine*: adding a constant c to every pixel
+  adds a constant per channel after each convolution, which max pooling and the linear layers
+  pass on, so f(x + c) - f(x) does not depend on x. ReLU and tanh break both identities. Outputs
+  are centred per row first (and logs taken of probabilities), so that a (log-)softmax at the end
+  cannot hide a linear network.
+- Accuracy: the student's trained `net`, called through the proxy in its own kernel, on the
+  grader's exam set: the odd-numbered images of the data set's test split (see below).
+
+The exam set (why it is held out)
+---------------------------------
+The notebook trains on `load_data(...).train`, validates on `.val`, and reports its test accuracy
+on the EVEN-numbered images of `.test`; the odd-numbered ones are the exam, which no cell of the
+notebook reads. `load_data` builds train/val from the data set's training files and `.test` from
+its test files (for the offline digits: a fixed, stratified 80/20 split of scikit-learn's 1,797
+digits, `random_state=0`), so the exam is disjoint from everything the notebook trains or chooses
+on (tests/test_bank_03_lenet.py checks this). The grader rebuilds it from the raw images with
+`dlcourse.data.get_datasets` and normalises it with the mean/std the kernel used (`info`).
+
+Softmax in forward
+------------------
+Penalised (1 point): the contract is "return logits", and softmax followed by nn.CrossEntropyLoss
+applies softmax twice, which squashes the gradients (the loss cannot go below log(1 + 9/e) ~ 1.46
+and learning slows). A final log_softmax is accepted: log_softmax(log_softmax(z)) = log_softmax(z),
+so cross-entropy, its gradients and the argmax are exactly those of the logits z.
+"""
+import math
+from collections import Counter
+
+import torch
+import torch.nn as nn
+
+from autograder.testing import RemoteRef, check, fail, points
+
+ACCURACY_THRESHOLD = 0.85       # stated in the notebook; the reference reaches 95-98% on the exam
+NUM_CLASSES = 10
+
+# Parameter shapes of LeNet-5 (weights and biases of C1, C3, C5, F6, output).
+_COMMON = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120,), (84, 120), (84,), (10, 84), (10,)]
+LENET_SHAPES = (Counter(_COMMON + [(120, 400)]), Counter(_COMMON + [(120, 16, 5, 5)]))
+ALL_SHAPES = set(_COMMON) | {(120, 400), (120, 16, 5, 5)}
+
+# Names a LeNet5 written by the student has no reason to use: other people's finished networks.
+FOREIGN = {"bench", "torchvision", "models", "hub", "timm"}
+
+
+def randn(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------
+# The student's network
+# ------------------------------------------------------------------------------------------
+def code_names(student, name, method):
+    """Global and attribute names used by `name.method`'s code (empty if it cannot be read)."""
+    try:
+        code = student.get(name).attr(method).attr("__code__")
+        names = code.attr("co_names") if isinstance(code, RemoteRef) else ()
+    except Exception:           # a method without Python code (inherited from C), ...
+        return set()
+    return {n for n in names if isinstance(n, str)} if isinstance(names, tuple) else set()
+
+
+def check_own_class(student, ref, what):
+    """`ref` must be an instance of the notebook's own LeNet5 class, not someone else's network."""
+    if not isinstance(ref, RemoteRef):
+        fail(f"{what} is a {type(ref).__name__}, not a network: LeNet5 must be an nn.Module subclass")
+    check(ref.type_name == "LeNet5",
+          f"{what} is an object of type {ref.type_name}: it must be an instance of the LeNet5 class "
+          f"defined in your notebook (class LeNet5(nn.Module))")
+    used = set()
+    for method in ("__init__", "forward"):
+        used |= code_names(student, "LeNet5", method)
+    foreign = sorted(used & FOREIGN)
+    check(not foreign, f"LeNet5 uses {', '.join(foreign)}: build the layers yourself instead of using "
+                       f"a finished network")
+
+
+def new_net(student):
+    """A fresh LeNet5() from the student's kernel, in eval mode."""
+    net = student.function("LeNet5", timeout=30)()
+    check_own_class(student, net, "LeNet5()")
+    net.method("eval")()
+    return net
+
+
+def forward(net, X, what):
+    """The network's output on X (called in the student's kernel), checked to be an (N, 10) finite tensor."""
+    Y = net.method("__call__", timeout=60)(X)
+    if not isinstance(Y, torch.Tensor):
+        kind = Y.type_name if isinstance(Y, RemoteRef) else type(Y).__name__
+        fail(f"{what}: forward returned a {kind}, expected a torch.Tensor")
+    check(tuple(Y.shape) == (len(X), NUM_CLASSES), f"{what}: wrong output shape: got {tuple(Y.shape)}")
+    check(bool(torch.isfinite(Y).all()), f"{what}: the output is not finite (NaN or inf)")
+    return Y.detach().double()
+
+
+def param_shapes(state):
+    return Counter(tuple(t.shape) for t in state.values() if isinstance(t, torch.Tensor))
+
+
+def check_lenet_shapes(state, what):
+    """The parameter shapes must be LeNet-5's (as a multiset); the message names only what was found."""
+    shapes = param_shapes(state)
+    if shapes in LENET_SHAPES:
+        return
+    unexpected = sorted({s for s in shapes if s not in ALL_SHAPES})
+    if unexpected:
+        shown = ", ".join(str(s) for s in unexpected[:6])
+        fail(f"{what}: its parameters do not match the layer table; tensors of shape {shown} belong to no "
+             f"LeNet-5 layer. Check each layer's number of channels or units and its kernel size.")
+    total = sum(math.prod(s) * n for s, n in shapes.items())
+    fail(f"{what}: its parameters do not match the layer table ({sum(shapes.values())} weight and bias "
+         f"tensors, {total:,} numbers): is a layer or a bias missing, or one there twice?")
+
+
+# ------------------------------------------------------------------ LeNet5 (4 points)
+@points(1, cell="test_LeNet5")
+def test_forward_shape(student):
+    """LeNet5 maps a batch (N, 1, 32, 32) to logits (N, 10) for several batch sizes"""
+    net = new_net(student)
+    for N, seed in [(1, 1), (3, 2), (16, 3)]:
+        forward(net, randn(N, 1, 32, 32, seed=seed), f"LeNet5 on a ({N}, 1, 32, 32) batch")
+
+
+@points(1, cell="test_LeNet5")
+def test_layer_sizes(student):
+    """LeNet5's layers have the table's sizes: 6 and 16 kernels of 5x5, then 120, 84 and 10 units"""
+    net = new_net(student)
+    check_lenet_shapes(net.state_dict(), "LeNet5")
+
+
+def centred(Y):
+    """Row-centred outputs; logs first when the rows are probabilities (softmax)."""
+    if bool((Y >= 0).all()) and torch.allclose(Y.sum(1), torch.ones(len(Y), dtype=Y.dtype), atol=1e-4):
+        Y = Y.clamp_min(1e-30).log()
+    return Y - Y.mean(dim=1, keepdim=True)
+
+
+def relative(diff, *parts):
+    scale = sum(float(p.norm()) for p in parts) + 1e-12
+    return float(diff.norm()) / scale
+
+
+@points(1, cell="test_LeNet5")
+def test_not_linear(student):
+    """LeNet5 is not a linear function of its input: it has non-linear activations"""
+    net = new_net(student)
+    f = lambda X, what: centred(forward(net, X, what))                      # noqa: E731
+    a, b = randn(8, 1, 32, 32, seed=4), randn(8, 1, 32, 32, seed=5)
+    zero = torch.zeros(8, 1, 32, 32)
+    fa, fb, fab, f0 = (f(a, "LeNet5 on random images"), f(b, "LeNet5 on random images"),
+                       f(a + b, "LeNet5 on random images"), f(zero, "LeNet5 on blank images"))
+    affine = relative(fab - fa - fb + f0, fa, fb)
+    check(affine > 1e-3, "LeNet5 is a linear (affine) function of its input: f(a + b) = f(a) + f(b) - f(0). "
+                         "Without a non-linearity (ReLU or tanh after C1, C3, C5 and F6) the whole network "
+                         "collapses into one linear map.")
+    x1, x2, c = randn(8, 1, 32, 32, seed=6), randn(8, 1, 32, 32, seed=7), 2.0
+    d1 = f(x1 + c, "LeNet5 on brightened images") - f(x1, "LeNet5 on random images")
+    d2 = f(x2 + c, "LeNet5 on brightened images") - f(x2, "LeNet5 on random images")
+    shift = relative(d1 - d2, d1, d2)
+    check(shift > 1e-3, "LeNet5 has no activation function: its only non-linearity is the pooling, so "
+                        "brightening every pixel changes the output by the same amount for every image. "
+                        "Apply ReLU (or tanh) after C1, C3, C5 and F6.")
+
+
+@points(1, cell="test_LeNet5")
+def test_returns_logits(student):
+    """LeNet5.forward returns logits, not probabilities (no softmax: nn.CrossEntropyLoss applies it)"""
+    net = new_net(student)
+    Y = forward(net, 3 * randn(16, 1, 32, 32, seed=8), "LeNet5 on random images")
+    probabilities = bool(((Y >= 0) & (Y <= 1)).all()) and torch.allclose(
+        Y.sum(1), torch.ones(len(Y), dtype=Y.dtype), atol=1e-4)
+    check(not probabilities, "LeNet5's outputs are probabilities (every row is in [0, 1] and sums to 1): "
+                             "forward must return the logits, without softmax. nn.CrossEntropyLoss applies "
+                             "(log-)softmax itself; applying it twice flattens the gradients.")
+
+
+# ------------------------------------------------------------------ lenet_output_shapes (2 points)
+def reference_shapes(input_shape):
+    """Each layer's output shape, from PyTorch's own layers on the meta device (no computation)."""
+    N, C, H, W = input_shape
+    X = torch.empty(N, C, H, W, device="meta")
+    shapes = []
+    for layer in [nn.Conv2d(1, 6, 5, device="meta"), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5, device="meta"),
+                  nn.MaxPool2d(2)]:
+        X = layer(X)
+        shapes.append(tuple(X.shape))
+    return shapes + [(N, 120), (N, 84), (N, 10)]
+
+
+LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "output")
+
+
+def check_shapes(student, input_shape):
+    what = f"lenet_output_shapes({input_shape})"
+    got = student.function("lenet_output_shapes", forbid=("convolution",), timeout=30)(input_shape)
+    if not isinstance(got, (list, tuple)):
+        kind = got.type_name if isinstance(got, RemoteRef) else type(got).__name__
+        fail(f"{what}: expected a list of 7 shapes, got a {kind}")
+    check(len(got) == len(LAYERS), f"{what}: expected a list of 7 shapes (C1 to the output), got {len(got)}")
+    for layer, shape, expected in zip(LAYERS, got, reference_shapes(input_shape)):
+        ok_type = isinstance(shape, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        check(ok_type, f"{what}: the shape of {layer} should be a tuple of ints, got {shape!r:.80}")
+        check(tuple(shape) == expected, f"{what}: wrong shape for {layer}: got {tuple(shape)}")
+
+
+@points(1, cell="test_lenet_output_shapes")
+def test_shapes_32(student):
+    """lenet_output_shapes for 32x32 inputs (the paper's table) and several batch sizes"""
+    for shape in [(1, 1, 32, 32), (5, 1, 32, 32)]:
+        check_shapes(student, shape)
+
+
+@points(1, cell="test_lenet_output_shapes")
+def test_shapes_other_sizes(student):
+    """lenet_output_shapes for other input sizes: 28x28, non-square, and odd sizes where pooling rounds down"""
+    for shape in [(2, 1, 28, 28), (3, 1, 36, 44), (1, 1, 33, 35), (4, 1, 64, 48)]:
+        check_shapes(student, shape)
+
+
+# ------------------------------------------------------------------ train_lenet (3 points)
+def exam_set(student):
+    """The exam: odd-numbered images of the test split, normalised exactly like the kernel's data.
+
+    Returns X (M, 1, S, S) float32 and y (M,) int64.
+    """
+    from dlcourse.data import get_datasets
+
+    name, size, mean, std = "digits", 32, None, None
+    try:                                    # what the notebook's data cell loaded (info = data.info)
+        info = student.get("info")
+        name, shape = info.attr("name"), info.attr("shape")
+        mean, std = tuple(info.attr("mean")), tuple(info.attr("std"))
+        size = int(shape[-1])
+    except Exception:                       # no usable `info`: the release's settings
+        name, size, mean, std = "digits", 32, None, None
+    if name not in ("digits", "mnist") or not 16 <= size <= 64:
+        name, size, mean, std = "digits", 32, None, None
+    _, _, test_ds, grader_info = get_datasets(name, image_size=size, offline=(name == "digits"), download=False)
+    if mean is None or len(mean) != 1 or not all(math.isfinite(v) and v > 0 for v in (*mean, *std)):
+        mean, std = grader_info.mean, grader_info.std
+    images, labels = test_ds.images[1::2], test_ds.labels[1::2]             # (M, 1, S, S) uint8, (M,)
+    X = (images.float() / 255 - mean[0]) / std[0]                           # as ToDtype(scale) + Normalize
+    return X, labels.long()
+
+
+@points(2, cell="test_train_lenet")
+def test_exam_accuracy(student):
+    """the trained `net` (a LeNet5) classifies the grader's exam digits, which the notebook never uses, with at least 85% accuracy"""
+    net = student.get("net")
+    check_own_class(student, net, "`net`")
+    check_lenet_shapes(net.state_dict(), "`net`")
+    net.method("eval")()
+    X, y = exam_set(student)
+    logits = torch.cat([forward(net, X_part, "`net` on the exam digits") for X_part in X.split(128)])
+    acc = float((logits.argmax(dim=1) == y).double().mean())
+    check(acc >= ACCURACY_THRESHOLD,
+          f"your trained `net` classifies {acc:.1%} of the grader's exam digits correctly; at least "
+          f"{ACCURACY_THRESHOLD:.0%} is needed. Does the training cell run to the end with the default run size, "
+          f"and does train_lenet train the network it is given?")
+
+
+def toy_problem(num_batches, seed):
+    """Batches of 32 images (32, 1, 32, 32) whose class is a bright 8x8 block at one of 10 places."""
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(num_batches):
+        y = torch.randint(0, NUM_CLASSES, (32,), generator=g)
+        X = 0.3 * torch.randn(32, 1, 32, 32, generator=g)
+        for i, c in enumerate(y.tolist()):
+            r, k = divmod(c, 5)
+            X[i, 0, 4 + 14 * r: 12 + 14 * r, 1 + 6 * k: 7 + 6 * k] += 2.0
+        batches.append((X, y))
+    return batches
+
+
+def small_net(student):
+    """nn.Sequential(nn.Flatten(), nn.Linear(1024, 10)) built in the student's kernel from torch.nn:
+    train_lenet is tested on its own, whatever the student's LeNet5 does."""
+    torch_nn = student.get("nn")
+    check(isinstance(torch_nn, RemoteRef) and torch_nn.type_name == "module" and torch_nn.attr("__name__") == "torch.nn",
+          "the notebook's `nn` is not torch.nn any more: do not reassign the names imported in the set-up cell")
+    return torch_nn.method("Sequential")(torch_nn.method("Flatten")(), torch_nn.method("Linear")(1024, NUM_CLASSES))
+
+
+@points(1, cell="test_train_lenet")
+def test_train_lenet_uses_its_arguments(student):
+    """train_lenet trains the network it is given, for num_epochs epochs at learning rate lr, on the data it is given, and returns fit's History"""
+    train = student.function("train_lenet", timeout=120)
+    train_iter, val_iter = toy_problem(6, seed=9), toy_problem(2, seed=10)
+
+    net = small_net(student)
+    before = net.state_dict()
+    history = train(net, train_iter, val_iter, 3, 0.01)
+    if not isinstance(history, dict):
+        kind = history.type_name if isinstance(history, RemoteRef) else type(history).__name__
+        fail(f"train_lenet returned a {kind}; expected the History that dl.fit returns")
+    losses, val_accs = history.get("train_loss"), history.get("val_acc")
+    check(isinstance(losses, list) and len(losses) == 3,
+          f"train_lenet(net, ..., num_epochs=3, ...) returned a history with "
+          f"{len(losses) if isinstance(losses, list) else 'no'} epochs of training loss")
+    check(isinstance(val_accs, list) and len(val_accs) == 3,
+          "train_lenet's history has no validation accuracy for every epoch: pass val_iter to dl.fit")
+    after = net.state_dict()
+    check(any(not torch.equal(before[k], after[k]) for k in before),
+          "train_lenet did not change the weights of the network it was given")
+    check(all(math.isfinite(v) for v in losses) and losses[-1] < losses[0],
+          "train_lenet on an easy problem: the training loss did not go down over 3 epochs")
+
+    # A learning rate of 1e-7 moves no weight by more than ~1e-6 in 6 steps (Adam's step is about lr per
+    # weight, SGD's lr times a gradient below 1); a learning rate fixed inside train_lenet moves them far more.
+    slow = small_net(student)
+    before = slow.state_dict()
+    train(slow, train_iter, val_iter, 1, 1e-7)
+    after = slow.state_dict()
+    moved = max(float((before[k].double() - after[k].double()).abs().max()) for k in before)
+    check(moved < 1e-4, "train_lenet with lr=1e-7 still changed the weights a lot: the optimizer must use the "
+                        "lr argument")
