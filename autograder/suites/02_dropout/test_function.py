@@ -1,0 +1,281 @@
+"""Hidden tests of 02_dropout, exercise 1: the function `dropout(x, p, training=True, generator=None)`.
+
+Oracles
+-------
+- Values: inverted dropout's output is, element by element, either 0 or x / (1 - p). Inputs have no
+  zeros, so `y != 0` is the mask the student drew, and every kept element is checked against
+  x / (1 - p) computed here. Probabilities are chosen so that the classic mistakes cannot pass by
+  accident: p = 0.5 would hide "scaled by 1/p instead of 1/(1-p)" and "p used as the keep
+  probability", so the tests use p = 0.2, 0.3, 0.7, 0.75.
+- Statistics: on n = 1,000,000 elements the fraction dropped is Binomial(n, p) / n, whose standard
+  deviation sqrt(p (1 - p) / n) is computed here; we allow 6 of them (a correct solution fails with
+  probability about 2e-9). The mean of y for a constant input c has standard deviation
+  c sqrt(p / ((1 - p) n)); again 6 of them.
+- Device: there is no GPU here, so the input lives on the "meta" device (shapes and dtypes, no
+  data). Random numbers drawn with device=x.device are meta tensors too, but a mask drawn on the CPU
+  and multiplied with a meta tensor raises "Tensor on device cpu is not on the expected device meta"
+  exactly where it would be a slow host-to-device copy (or an error) on a GPU. We check the output's
+  device. (A CPU mask moved with `.to(x.device)` passes: it is correct, only slower.)
+- Generator: torch.Generator is not data, so it is created IN the student's kernel through the
+  notebook's own `torch` module (a RemoteRef, see `remote_generator`). Nothing the kernel returns is
+  trusted: reproducibility is checked by comparing outputs here.
+- Gradients: torch.autograd.functional.vjp runs in the kernel on the student's function (bound to
+  p, training and a generator with functools.partial, also built there); the returned vector-Jacobian
+  product must be v * mask / (1 - p), with the mask read off the returned output.
+
+PyTorch's own dropout (aten dropout/native_dropout/feature_dropout/..., F.dropout, nn.Dropout) is
+forbidden while the student's function runs (op group "dropout").
+"""
+import math
+
+import torch
+
+from autograder.testing import StudentError, check, fail, points
+
+DROPOUT = ("dropout",)
+CELL = "test_dropout"
+
+
+def student_dropout(student):
+    return student.function("dropout", forbid=DROPOUT, timeout=60)
+
+
+def nonzero_input(*shape, seed):
+    """Values in [0.5, 1.5) with random signs: never 0, so a dropped element is recognisable."""
+    g = torch.Generator().manual_seed(seed)
+    magnitude = torch.rand(*shape, generator=g) + 0.5
+    sign = torch.randint(0, 2, shape, generator=g) * 2 - 1
+    return magnitude * sign
+
+
+def remote_generator(student, seed):
+    """A torch.Generator seeded with `seed`, living in the student's kernel (a RemoteRef)."""
+    torch_module = student.get("torch")                    # the notebook's `import torch`
+    return torch_module.attr("Generator")().method("manual_seed")(seed)
+
+
+def remote_partial(student, fn_ref, **kwargs):
+    """functools.partial(fn_ref, **kwargs), built in the student's kernel (kwargs: data or RemoteRefs)."""
+    functools = student.get("__builtins__").attr("__import__")("functools")
+    return functools.attr("partial")(fn_ref, **kwargs)
+
+
+def tensor_result(y, what):
+    if not isinstance(y, torch.Tensor):
+        fail(f"{what}: expected a torch.Tensor, got {type(y).__name__}")
+    return y
+
+
+def check_inverted_dropout_values(y, x, p, what):
+    """Every element of y is 0 or x / (1 - p) (x has no zeros)."""
+    tensor_result(y, what)
+    check(tuple(y.shape) == tuple(x.shape), f"{what}: wrong shape: got {tuple(y.shape)}")
+    y64, x64 = y.detach().to(torch.float64), x.detach().to(torch.float64)
+    check(bool(torch.isfinite(y64).all()), f"{what}: the result contains NaN or inf")
+    kept = y64 != 0
+    check(bool(kept.any()), f"{what}: every element was dropped")
+    check(not bool(kept.all()), f"{what}: no element was dropped")
+    scaled = torch.isclose(y64[kept], x64[kept] / (1 - p), rtol=1e-5, atol=1e-6)
+    if not bool(scaled.all()):
+        ratio = (y64[kept] / x64[kept]).median().item()
+        fail(f"{what}: the elements you keep are not x / (1 - p): {int((~scaled).sum())} of {int(kept.sum())} "
+             f"differ (your kept elements are about {ratio:.3g} times x)")
+
+
+# ------------------------------------------------------------------ inference and edge cases
+@points(1, cell=CELL)
+def test_identity_at_inference(student):
+    """dropout with training=False returns x unchanged"""
+    fn = student_dropout(student)
+    x = nonzero_input(32, 50, seed=1)
+    for p in (0.3, 0.5, 0.9):
+        y = tensor_result(fn(x, p, training=False), f"dropout(x, p={p}, training=False)")
+        check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p={p}, training=False): wrong shape: got {tuple(y.shape)}")
+        check(torch.equal(y.to(x.dtype), x), f"dropout(x, p={p}, training=False) changed x: at inference dropout "
+                                             f"must do nothing (no mask, no scaling)")
+    y = fn(x, 0.4, training=False, generator=remote_generator(student, 5))
+    check(torch.equal(tensor_result(y, "dropout(x, 0.4, training=False, generator=g)").to(x.dtype), x),
+          "dropout(x, p=0.4, training=False, generator=g) changed x: at inference dropout must do nothing")
+
+
+@points(1, cell=CELL)
+def test_p_zero_is_identity(student):
+    """dropout with p = 0 in training mode returns x unchanged"""
+    x = nonzero_input(16, 40, seed=2)
+    y = tensor_result(student_dropout(student)(x, 0.0, training=True), "dropout(x, p=0.0)")
+    check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p=0.0): wrong shape: got {tuple(y.shape)}")
+    check(torch.equal(y.to(x.dtype), x), "dropout(x, p=0.0) changed x: with p = 0 nothing is dropped or scaled")
+
+
+@points(1, cell=CELL)
+def test_p_one_gives_zeros(student):
+    """dropout with p = 1 returns zeros (not NaN)"""
+    x = nonzero_input(8, 30, seed=3) * 100
+    y = tensor_result(student_dropout(student)(x, 1.0), "dropout(x, p=1.0)")
+    check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p=1.0): wrong shape: got {tuple(y.shape)}")
+    check(bool(torch.isfinite(y).all()), "dropout(x, p=1.0) contains NaN or inf: with p = 1 every element is "
+                                         "dropped and there is nothing to rescale (avoid dividing by 1 - p = 0)")
+    check(bool((y == 0).all()), "dropout(x, p=1.0) must be all zeros: every element is dropped")
+    check(y.dtype == x.dtype, f"dropout(x, p=1.0) on a float32 input returned {y.dtype}")
+
+
+@points(1, cell=CELL)
+def test_invalid_p_raises_value_error(student):
+    """dropout raises ValueError for p outside [0, 1]"""
+    fn = student_dropout(student)
+    x = nonzero_input(4, 5, seed=4)
+    for bad in (-0.1, 1.5):
+        try:
+            fn(x, bad)
+        except StudentError as e:
+            check(e.type_name == "ValueError", f"dropout(x, p={bad}) raised {e.type_name}; it must raise ValueError")
+        else:
+            fail(f"dropout(x, p={bad}) returned a result; it must raise ValueError (p is a probability in [0, 1])")
+
+
+# ------------------------------------------------------------------ the values
+@points(1, cell=CELL)
+def test_kept_elements_scaled_by_inverse_keep_probability(student):
+    """dropout zeroes elements and multiplies the others by 1 / (1 - p)"""
+    fn = student_dropout(student)
+    for p, shape, seed in [(0.2, (64, 500), 10), (0.75, (4, 3, 20, 20), 11), (0.5, (1000,), 12)]:
+        x = nonzero_input(*shape, seed=seed)
+        check_inverted_dropout_values(fn(x, p, training=True), x, p, f"dropout(x of shape {shape}, p={p})")
+
+
+@points(1, cell=CELL)
+def test_fraction_dropped_is_p(student):
+    """on a million elements, the fraction dropped is p (p = probability of dropping)"""
+    fn = student_dropout(student)
+    n = 1_000_000
+    x = nonzero_input(1000, 1000, seed=20)
+    for p in (0.2, 0.7):
+        y = tensor_result(fn(x, p), f"dropout(x, p={p})")
+        check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p={p}): wrong shape: got {tuple(y.shape)}")
+        dropped = (y == 0).double().mean().item()
+        tolerance = 6 * math.sqrt(p * (1 - p) / n)
+        if abs(dropped - p) > tolerance:
+            hint = " (is p the probability of dropping, not of keeping?)" if abs(dropped - (1 - p)) <= tolerance else ""
+            fail(f"dropout(x, p={p}) on {n:,} elements dropped a fraction {dropped:.4f}; that is more than "
+                 f"{tolerance:.4f} away from p{hint}")
+
+
+@points(1, cell=CELL)
+def test_mean_preserved(student):
+    """on a million elements, the mean of dropout(x) equals the mean of x (inverted dropout)"""
+    fn = student_dropout(student)
+    n = 1_000_000
+    c = 3.0
+    x = torch.full((1000, 1000), c)
+    for p in (0.3, 0.6):
+        y = tensor_result(fn(x, p), f"dropout(x, p={p})")
+        mean = y.double().mean().item()
+        tolerance = 6 * c * math.sqrt(p / ((1 - p) * n))
+        check(abs(mean - c) <= tolerance,
+              f"dropout(x, p={p}) of a constant x = {c} has mean {mean:.4f}; inverted dropout keeps the mean "
+              f"(E[y] = x), up to {tolerance:.4f} on {n:,} elements")
+
+
+# ------------------------------------------------------------------ device, dtype, independence
+@points(1, cell=CELL)
+def test_mask_on_the_input_device(student):
+    """dropout draws its mask on x's device (tested with a non-CPU 'meta' tensor)"""
+    # No GPU here: a "meta" tensor stands in for one. torch.rand(..., device=x.device) works on it;
+    # a mask made on the CPU (torch.rand(x.shape)) and multiplied with x raises, as it would cost a
+    # host-to-device copy per step (or fail) on a GPU.
+    fn = student_dropout(student)
+    x = torch.empty(64, 256, device="meta")
+    try:
+        y = fn(x, 0.5)
+    except StudentError as e:
+        fail(f"dropout(x, p=0.5) failed for a tensor x that is not on the CPU ({e.type_name}: "
+             f"{e.error_message[:200]}). Draw the random numbers on x's device: "
+             f"torch.rand(x.shape, device=x.device, ...)")
+    tensor_result(y, "dropout(x, p=0.5) on a non-CPU tensor")
+    check(y.device.type == "meta", f"dropout(x, p=0.5) for a tensor on the 'meta' device returned a tensor on "
+                                   f"'{y.device.type}'; the result must stay on x's device")
+    check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p=0.5) on a non-CPU tensor: wrong shape: got {tuple(y.shape)}")
+    check(y.dtype == x.dtype, f"dropout(x, p=0.5) on a non-CPU float32 tensor returned {y.dtype}")
+
+
+@points(1, cell=CELL)
+def test_dtype_preserved(student):
+    """dropout returns x's dtype (float32, float64, float16, bfloat16)"""
+    fn = student_dropout(student)
+    base = nonzero_input(64, 64, seed=30)
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        x = base.to(dtype)
+        y = tensor_result(fn(x, 0.3), f"dropout(x, p=0.3) for a {dtype} input")
+        check(y.dtype == dtype, f"dropout(x, p=0.3) for a {dtype} input returned {y.dtype}: make the mask in "
+                                f"x.dtype (or use a bool mask), so that a {dtype} network stays {dtype}")
+        kept = y != 0
+        check(bool(kept.any()) and not bool(kept.all()), f"dropout(x, p=0.3) for a {dtype} input dropped "
+                                                         f"{'nothing' if bool(kept.all()) else 'everything'}")
+        ok = torch.isclose(y[kept].double(), x[kept].double() / 0.7, rtol=1e-2, atol=1e-3)
+        check(bool(ok.all()), f"dropout(x, p=0.3) for a {dtype} input: the kept elements are not x / (1 - p)")
+
+
+@points(1, cell=CELL)
+def test_every_element_gets_its_own_coin(student):
+    """dropout draws an independent mask for every element (rows of a batch differ, units differ)"""
+    fn = student_dropout(student)
+    y = tensor_result(fn(torch.ones(256, 200), 0.5), "dropout(torch.ones(256, 200), p=0.5)")
+    check(tuple(y.shape) == (256, 200), f"dropout(torch.ones(256, 200), p=0.5): wrong shape: got {tuple(y.shape)}")
+    mask = (y != 0).to(torch.int8)
+    # 256 independent 200-element masks are all different unless something is shared (chance ~ 1e-55).
+    rows = torch.unique(mask, dim=0).shape[0]
+    check(rows >= 250, f"dropout(torch.ones(256, 200), p=0.5): only {rows} different masks among 256 rows; every "
+                       f"example of a batch must get its own mask (draw it with x's full shape)")
+    cols = torch.unique(mask, dim=1).shape[1]
+    check(cols >= 195, f"dropout(torch.ones(256, 200), p=0.5): only {cols} different patterns among 200 units; "
+                       f"every element needs its own coin, not one per example")
+    y4 = tensor_result(fn(torch.ones(16, 8, 6, 6), 0.5), "dropout(torch.ones(16, 8, 6, 6), p=0.5)")
+    check(tuple(y4.shape) == (16, 8, 6, 6), f"dropout on a (16, 8, 6, 6) input: wrong shape: got {tuple(y4.shape)}")
+    maps = (y4 != 0).reshape(16 * 8, 36).to(torch.int8)
+    constant = int(((maps.sum(1) == 0) | (maps.sum(1) == 36)).sum())
+    check(constant <= 2, f"dropout on a (16, 8, 6, 6) input dropped or kept {constant} of the 128 feature maps as a "
+                         f"whole; every element needs its own coin")
+
+
+# ------------------------------------------------------------------ generator and gradients
+@points(1, cell=CELL)
+def test_generator_controls_the_mask(student):
+    """dropout draws its mask from the generator: same seed, same mask; other seed or next call, another mask"""
+    fn = student_dropout(student)
+    x = nonzero_input(50, 80, seed=40)
+    g1, g2, g3 = (remote_generator(student, s) for s in (123, 123, 124))
+    y1 = tensor_result(fn(x, 0.4, training=True, generator=g1), "dropout(x, 0.4, generator=g)")
+    check_inverted_dropout_values(y1, x, 0.4, "dropout(x, 0.4, generator=g)")
+    y2 = tensor_result(fn(x, 0.4, training=True, generator=g2), "dropout(x, 0.4, generator=g)")
+    check(torch.equal(y1, y2), "two generators seeded with the same number gave different masks: draw the mask "
+                               "from `generator` (torch.rand(..., generator=generator))")
+    y3 = tensor_result(fn(x, 0.4, training=True, generator=g3), "dropout(x, 0.4, generator=g)")
+    check(not torch.equal(y1, y3), "generators seeded with different numbers gave the same mask")
+    y4 = tensor_result(fn(x, 0.4, training=True, generator=g1), "dropout(x, 0.4, generator=g)")
+    check(not torch.equal(y1, y4), "two calls with the same generator gave the same mask: the generator's state "
+                                   "must advance (do not re-seed it)")
+
+
+@points(1, cell=CELL)
+def test_gradient_is_mask_over_keep_probability(student):
+    """gradients flow through dropout: d(output)/dx = mask / (1 - p)"""
+    p = 0.3
+    x = nonzero_input(20, 30, seed=50)
+    v = torch.randn(20, 30, generator=torch.Generator().manual_seed(51))
+    fn = remote_partial(student, student.get("dropout"), p=p, training=True,
+                        generator=remote_generator(student, 52))
+    vjp = student.get("torch").attr("autograd").attr("functional").method("vjp", forbid=DROPOUT, timeout=60)
+    try:
+        result = vjp(fn, x, v)
+    except StudentError as e:
+        fail(f"backpropagation through dropout(x, p={p}) failed ({e.type_name}: {e.error_message[:200]}); the output "
+             f"must be a differentiable function of x (no .detach(), no torch.no_grad(), no in-place writes to x)")
+    check(isinstance(result, (tuple, list)) and len(result) == 2, "backpropagation through dropout gave no gradient")
+    y, grad = result
+    check_inverted_dropout_values(y, x, p, f"dropout(x, p={p})")
+    check(isinstance(grad, torch.Tensor) and tuple(grad.shape) == tuple(x.shape),
+          "backpropagation through dropout gave no gradient of x's shape")
+    expected = v * (y != 0) / (1 - p)
+    ok = torch.isclose(grad.double(), expected.double(), rtol=1e-4, atol=1e-5)
+    check(bool(ok.all()), f"the gradient of dropout(x, p={p}) is wrong for {int((~ok).sum())} of {ok.numel()} "
+                          f"elements: it must be mask / (1 - p) (0 where dropped); is the output detached from x?")

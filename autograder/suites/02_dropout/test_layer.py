@@ -1,0 +1,166 @@
+"""Hidden tests of 02_dropout, exercise 2: the layer `Dropout(p=0.5, generator=None)`.
+
+The notebook's interface: `Dropout(p=0.5, generator=None)` keeps `self.p` and `self.generator`;
+`forward(x)` is `dropout(x, self.p, True, self.generator)` in training mode and `x` in evaluation
+mode. These tests check what belongs to the layer (defaults, the train/eval switch, agreement with
+the student's own `dropout`, ValueError, gradients), not dropout's arithmetic again: that is
+exercise 1's job, so a mistake in `dropout` that the layer merely inherits is not charged twice.
+Only when the student's `dropout` cannot be called (missing, a stub) is the layer's output checked
+against the rule directly (values 0 or x / (1 - p), reproducible with the generator).
+
+Oracles as in test_function.py: inputs without zeros (the mask is y != 0), generators created in the
+student's kernel through the notebook's `torch` (RemoteRefs), vjp run in the kernel, every result
+checked here. PyTorch's own dropout is forbidden during every call into the layer.
+"""
+import torch
+
+from autograder.testing import MissingName, RemoteRef, StudentError, check, fail, points
+
+DROPOUT = ("dropout",)
+CELL = "test_Dropout"
+
+
+def nonzero_input(*shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    magnitude = torch.rand(*shape, generator=g) + 0.5
+    sign = torch.randint(0, 2, shape, generator=g) * 2 - 1
+    return magnitude * sign
+
+
+def remote_generator(student, seed):
+    """A torch.Generator seeded with `seed`, living in the student's kernel (a RemoteRef)."""
+    return student.get("torch").attr("Generator")().method("manual_seed")(seed)
+
+
+def make_layer(student, *args, **kwargs):
+    layer = student.function("Dropout", forbid=DROPOUT, timeout=30)(*args, **kwargs)
+    if not isinstance(layer, RemoteRef):
+        fail(f"Dropout(...) returned {type(layer).__name__}, not a layer: Dropout must be a class "
+             f"(class Dropout(nn.Module))")
+    return layer
+
+
+def forward(layer, x, what):
+    y = layer.method("__call__", forbid=DROPOUT, timeout=60)(x)
+    if not isinstance(y, torch.Tensor):
+        fail(f"{what}: expected a torch.Tensor, got {type(y).__name__}")
+    check(tuple(y.shape) == tuple(x.shape), f"{what}: wrong shape: got {tuple(y.shape)}")
+    check(y.dtype == x.dtype, f"{what}: a {x.dtype} input gave {y.dtype}")
+    return y
+
+
+def set_mode(layer, mode):
+    layer.method(mode, timeout=30)()
+
+
+def check_rule(y, x, p, what):
+    """The layer's output follows inverted dropout (used only when the student's dropout cannot run)."""
+    y64, x64 = y.double(), x.double()
+    kept = y64 != 0
+    check(bool(kept.any()) and not bool(kept.all()), f"{what}: in training mode some elements must be dropped "
+                                                     f"and some kept")
+    check(bool(torch.isclose(y64[kept], x64[kept] / (1 - p), rtol=1e-5, atol=1e-6).all()),
+          f"{what}: the kept elements are not x / (1 - p)")
+
+
+@points(1, cell=CELL)
+def test_layer_defaults_and_modes(student):
+    """Dropout() has p = 0.5, starts in training mode, and .eval() / .train() switch self.training"""
+    layer = make_layer(student)
+    p = layer.attr("p")
+    check(isinstance(p, (int, float)) and not isinstance(p, bool) and p == 0.5,
+          f"Dropout().p is {p!r}; the default probability is 0.5 (keep it in self.p)")
+    check(layer.attr("training") is True, "a new Dropout layer must be in training mode (call super().__init__())")
+    set_mode(layer, "eval")
+    check(layer.attr("training") is False, "after .eval(), self.training must be False")
+    set_mode(layer, "train")
+    check(layer.attr("training") is True, "after .train(), self.training must be True")
+    check(make_layer(student, 0.3).attr("p") == 0.3, "Dropout(0.3).p must be 0.3")
+
+
+@points(1, cell=CELL)
+def test_layer_matches_function(student):
+    """in training mode, Dropout(p, generator=g)(x) equals dropout(x, p, True, g) for the same generator state"""
+    x = nonzero_input(40, 60, seed=60)
+    p = 0.3
+    layer = make_layer(student, p, generator=remote_generator(student, 61))
+    y_layer = [forward(layer, x, f"Dropout({p}, generator=g)(x), call {i + 1}") for i in range(2)]
+    check(not torch.equal(y_layer[0], y_layer[1]), f"Dropout({p}, generator=g): two calls gave the same mask; "
+                                                   f"every forward pass must draw a new one")
+    fn = student.function("dropout", forbid=DROPOUT, timeout=60)
+    g = remote_generator(student, 61)
+    try:
+        y_fn = [fn(x, p, True, g) for _ in range(2)]
+    except (StudentError, MissingName):
+        # The student's dropout cannot run: check the layer on its own (rule and generator).
+        for y in y_layer:
+            check_rule(y, x, p, f"Dropout({p}, generator=g)(x)")
+        again = make_layer(student, p, generator=remote_generator(student, 61))
+        check(torch.equal(forward(again, x, f"Dropout({p}, generator=g)(x)"), y_layer[0]),
+              f"Dropout({p}, generator=g): the same generator seed gave different masks; draw them from "
+              f"self.generator")
+        return
+    for i, (a, b) in enumerate(zip(y_layer, y_fn)):
+        if not isinstance(b, torch.Tensor) or tuple(b.shape) != tuple(a.shape) or not torch.equal(a, b.to(a.dtype)):
+            fail(f"Dropout({p}, generator=g)(x) and dropout(x, {p}, True, g) differ (call {i + 1}, generators with "
+                 f"the same seed): in training mode the layer must give exactly what your dropout gives")
+
+
+@points(1, cell=CELL)
+def test_layer_identity_in_eval_mode(student):
+    """after .eval() (also as part of a network) Dropout returns its input unchanged; after .train() it drops again"""
+    x = nonzero_input(32, 3, 5, 5, seed=70)
+    layer = make_layer(student, 0.6, generator=remote_generator(student, 71))
+    set_mode(layer, "eval")
+    y = forward(layer, x, "Dropout(0.6) after .eval()")
+    check(torch.equal(y, x), "Dropout(0.6) after .eval() changed its input: in evaluation mode the layer must "
+                             "return x unchanged (no mask, no scaling)")
+    set_mode(layer, "train")
+    y = forward(layer, x, "Dropout(0.6) after .eval() and .train()")
+    check(bool((y == 0).any()), "Dropout(0.6) after .train() dropped nothing: training mode must drop again")
+    # A network switches its layers through nn.Module.train/eval, which only sets `training`.
+    net = student.get("torch").attr("nn").attr("Sequential")(make_layer(student, 0.6))
+    net.method("eval", timeout=30)()
+    y = net.method("__call__", forbid=DROPOUT, timeout=60)(x)
+    check(isinstance(y, torch.Tensor) and torch.equal(y, x),
+          "nn.Sequential(Dropout(0.6)).eval() still changed its input: the layer must follow self.training, "
+          "which net.eval() sets for every submodule")
+
+
+@points(1, cell=CELL)
+def test_layer_rejects_invalid_p(student):
+    """Dropout(p) raises ValueError for p outside [0, 1] (when built, or at the latest on the first forward)"""
+    x = nonzero_input(4, 5, seed=80)
+    for bad in (-0.1, 1.5):
+        try:
+            layer = make_layer(student, bad)
+            layer.method("__call__", forbid=DROPOUT, timeout=30)(x)
+        except StudentError as e:
+            check(e.type_name == "ValueError", f"Dropout({bad}) raised {e.type_name}; it must raise ValueError")
+        else:
+            fail(f"Dropout({bad}) was built and applied without a ValueError; p must be in [0, 1]")
+
+
+@points(1, cell=CELL)
+def test_layer_gradient_flows(student):
+    """gradients flow through the Dropout layer: d(output)/dx is the factor the forward pass applied"""
+    p = 0.4
+    x = nonzero_input(24, 30, seed=90)
+    v = torch.randn(24, 30, generator=torch.Generator().manual_seed(91))
+    layer = make_layer(student, p, generator=remote_generator(student, 92))
+    vjp = student.get("torch").attr("autograd").attr("functional").method("vjp", forbid=DROPOUT, timeout=60)
+    try:
+        result = vjp(layer, x, v)
+    except StudentError as e:
+        fail(f"backpropagation through Dropout({p}) failed ({e.type_name}: {e.error_message[:200]}); the output must "
+             f"be a differentiable function of x (no .detach(), no torch.no_grad(), no in-place writes to x)")
+    check(isinstance(result, (tuple, list)) and len(result) == 2, "backpropagation through Dropout gave no gradient")
+    y, grad = result
+    check(isinstance(y, torch.Tensor) and tuple(y.shape) == tuple(x.shape), "Dropout(x) has the wrong shape")
+    check(bool((y == 0).any()), f"Dropout({p}) in training mode dropped nothing")
+    check(isinstance(grad, torch.Tensor) and tuple(grad.shape) == tuple(x.shape),
+          "backpropagation through Dropout gave no gradient of x's shape")
+    factor = y.double() / x.double()                   # what the forward pass multiplied each element by
+    ok = torch.isclose(grad.double(), v.double() * factor, rtol=1e-4, atol=1e-5)
+    check(bool(ok.all()), f"the gradient through Dropout({p}) is wrong for {int((~ok).sum())} of {ok.numel()} "
+                          f"elements: it must be the mask times the scale (0 where dropped); is the output detached?")
