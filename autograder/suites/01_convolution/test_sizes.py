@@ -85,8 +85,8 @@ def gradient_receptive_field(layers, size):
     return int(rows.max() - rows.min() + 1)
 
 
-def rf(student, layers):
-    what = f"receptive_field({layers})"
+def rf(student, layers, name=None):
+    what = f"receptive_field of {name}" if name else f"receptive_field({layers})"
     receptive_field = student.function("receptive_field", timeout=10)
     return as_int(receptive_field([tuple(layer) for layer in layers]), what), what
 
@@ -118,13 +118,13 @@ def test_rf_deep_networks(student):
     conv, pool = (3, 1), (2, 2)
     vgg16 = [conv, conv, pool, conv, conv, pool, conv, conv, conv, pool, conv, conv, conv, pool, conv, conv, conv, pool]
     # VGG-16 up to pool5: 212 (hand-computed; Araujo et al., Distill 2019, list the same value).
-    got, what = rf(student, vgg16)
+    got, what = rf(student, vgg16, "VGG-16's 13 convolutions and 5 poolings")
     assert_equal(got, 212, what)
     # AlexNet-like: 11, 19 (j=8), 51, 67 (j=16), 99, 131, 163, 195 (j=32), hand-computed.
     alexnet = [(11, 4), (3, 2), (5, 1), (3, 2), (3, 1), (3, 1), (3, 1), (3, 2)]
-    got, what = rf(student, alexnet)
+    got, what = rf(student, alexnet, "an AlexNet-like stack of 8 layers")
     assert_equal(got, 195, what)
     g = torch.Generator().manual_seed(1)
     layers = [(int(torch.randint(1, 6, (), generator=g)), int(torch.randint(1, 4, (), generator=g))) for _ in range(5)]
-    got, what = rf(student, layers)
+    got, what = rf(student, layers, "a random stack of 5 layers")
     assert_equal(got, gradient_receptive_field(layers, size=2000), what)
