@@ -124,13 +124,14 @@ class KernelSession:
         self.replay: list[str] = []        # sources of the cells that completed, in order
         self.nb_restarts = self.call_restarts = 0
         self.broken: str | None = None     # why calls cannot be served any more
-        self.bootstrapped = False
+        self.bootstrapped = self.guard_warm = False
         self.tampering: list[str] = []     # set by the runner: suspicious names in student code
         self.notes: list[str] = []         # student-facing notes from the call phase
         self.timings = {"kernel_start": [], "notebook": 0.0, "calls": 0, "call_seconds": 0.0}
         self._request_id = 0
         self._memory_exceeded = False
         self._watch_stop = threading.Event()
+        self._kill_lock = threading.Lock()
         self._watchdog: threading.Thread | None = None
 
     # ---------------------------------------------------------------- kernel life cycle
@@ -160,12 +161,13 @@ class KernelSession:
         ckc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         kc.allow_stdin = ckc.allow_stdin = False
         self.km, self.kc, self.ckc = km, kc, ckc
-        self.bootstrapped = False
+        self.bootstrapped = self.guard_warm = False
         self.timings["kernel_start"].append(round(time.monotonic() - t0, 3))
         self._start_watchdog()
 
     async def _stop(self) -> None:
-        self._watch_stop.set()
+        with self._kill_lock:          # a watchdog that has not fired yet now never will for this kernel
+            self._watch_stop.set()
         for client in (self.kc, self.ckc):
             if client is not None:
                 client.stop_channels()
@@ -185,9 +187,11 @@ class KernelSession:
 
         def watch():
             while not stop.wait(0.5):
-                if self.sandbox.rss_bytes() > limit:
-                    self._memory_exceeded = True
-                    self.sandbox.kill_all()
+                if self.sandbox.memory_bytes() > limit:
+                    with self._kill_lock:
+                        if not stop.is_set():       # still the kernel this watchdog was started for
+                            self._memory_exceeded = True
+                            self.sandbox.kill_all()
                     return
 
         self._watchdog = threading.Thread(target=watch, name="dlcourse-memory-watchdog", daemon=True)
@@ -364,6 +368,9 @@ class KernelSession:
     async def _request(self, request: dict, label: str, timeout: float) -> dict:
         import torch
         await self._ensure_ready()
+        if request.get("forbid") and not self.guard_warm:
+            self.guard_warm = True
+            await self._run_quiet(f"{self.token}.warm()", 120)
         self._request_id += 1
         rid = self._request_id
         buffer = io.BytesIO()

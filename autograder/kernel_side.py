@@ -112,13 +112,18 @@ def _guard_is_active(guard, dmode, fmode):
 
 
 def _guarded_call(fn, args, kwargs, groups):
-    """fn(*args, **kwargs) with the forbidden groups blocked; returns (value, problem dict or None)."""
+    """fn(*args, **kwargs) with the forbidden groups blocked; returns (value, problem dict or None).
+
+    The modes are entered and left by hand (not `with`): student code that pops them would make
+    a `with` block's exit raise and lose the verdict."""
     if not groups:
         return fn(*args, **kwargs), None
     guard = _Guard(groups)
     dmode, fmode = _DispatchGuard(guard), _FunctionGuard(guard)
     outcome, problem = None, None
-    with fmode, dmode:
+    fmode.__enter__()
+    dmode.__enter__()
+    try:
         if not _guard_is_active(guard, dmode, fmode):
             problem = {"status": "tampered", "reason": "the guard did not work before the call"}
         else:
@@ -131,6 +136,12 @@ def _guarded_call(fn, args, kwargs, groups):
                 problem = {"status": "tampered", "reason": "the guard was disabled during the call"}
             elif violations:
                 problem = {"status": "forbidden", "ops": violations[:20]}
+    finally:
+        for mode in (dmode, fmode):
+            try:
+                mode.__exit__(None, None, None)
+            except BaseException:  # noqa: B036 - popped by student code: reported as tampering above
+                problem = problem or {"status": "tampered", "reason": "the guard was removed during the call"}
     if problem is not None:
         return None, problem
     if outcome[0] == "error":
@@ -287,4 +298,10 @@ def install(token, directory):
                         "message": f"the result could not be sent back: {e}"[:MAX_MESSAGE], "traceback": []}, tmp)
         os.replace(tmp, base.format("res"))
 
+    def warm():
+        """The first operation under a TorchDispatchMode imports much of torch (about 2 s): pay it
+        here, in a request of its own, not inside the first timed call."""
+        _guarded_call(lambda: None, (), {}, tuple(GROUPS))
+
+    dispatch.warm = warm
     user_ns[token] = dispatch

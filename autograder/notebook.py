@@ -19,6 +19,7 @@ import copy
 import json
 import re
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,9 @@ def read_notebook(path: Path | str) -> nbformat.NotebookNode:
     if not isinstance(raw, dict) or not ("cells" in raw or "worksheets" in raw):
         raise SubmissionError("the submitted file is JSON but not a Jupyter notebook (it has no cells)")
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():      # nbformat repairs duplicate ids etc. with a warning
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
     except Exception as e:  # nbformat raises many kinds for malformed structures
         raise SubmissionError(f"the submitted file is not a readable Jupyter notebook ({_short(e)})") from None
     if not isinstance(nb.get("cells"), list):

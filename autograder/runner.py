@@ -74,7 +74,7 @@ def grade_notebook(assignment: Assignment | str, notebook_path, *, limits: Limit
     if executed_path is not None:
         hide.append(Path(executed_path).resolve().parent)
     with Sandbox(limits, hide=hide, keep=_kernel_needs()) as sandbox:
-        _copy_assignment_files(assignment.release_notebook.parent, sandbox)
+        _copy_assignment_files(assignment, sandbox)
         session = KernelSession(sandbox, limits)
         try:
             errors += session.run_notebook(merged.nb, merged.labels)
@@ -136,9 +136,15 @@ def _kernel_needs() -> list[Path]:
     return keep
 
 
-def _copy_assignment_files(release_dir: Path, sandbox: Sandbox) -> None:
-    """Files shipped beside the release notebook (images, small data) go into the kernel's home."""
-    files = [p for p in release_dir.rglob("*") if p.is_file() and p.suffix != ".ipynb"
+def _copy_assignment_files(assignment: Assignment, sandbox: Sandbox) -> None:
+    """Files shipped beside the release notebook (images, small data) go into the kernel's home.
+
+    Never anything from the suite or the source notebook's folder, even if they lie inside the
+    release folder."""
+    release_dir = assignment.release_notebook.parent.resolve()
+    secret = [assignment.suite_dir.resolve(), assignment.source_notebook.parent.resolve()]
+    files = [p for p in release_dir.rglob("*") if p.is_file() and not p.is_symlink() and p.suffix != ".ipynb"
+             and not any(p.resolve().is_relative_to(s) for s in secret)
              and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(release_dir).parts)]
     if sum(p.stat().st_size for p in files) > ASSIGNMENT_FILES_MB * 2**20:
         log.warning("%s: assignment files over %d MB are not copied into the sandbox", release_dir,
@@ -148,5 +154,5 @@ def _copy_assignment_files(release_dir: Path, sandbox: Sandbox) -> None:
         dest = sandbox.home / src.relative_to(release_dir)
         created = [d for d in reversed(dest.parents) if d.is_relative_to(sandbox.home) and not d.exists()]
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest, follow_symlinks=True)
+        shutil.copyfile(src, dest)
         sandbox._give(*created, dest)

@@ -87,12 +87,16 @@ class Limits:
     threads: int = 1                   # OMP/MKL threads in the kernel
     restarts: int = 3                  # kernel restarts during the notebook, and again during the suite
     gpu: bool = False                  # let the kernel see CUDA devices
+    preload: tuple[str, ...] = ("torch",)  # imported at kernel start (not into the notebook's namespace),
+    #                                       so the first cell's time limit is not spent importing torch
     isolation: str = "auto"            # "auto" (best available) or "none"
     readonly_paths: tuple[str, ...] = field(default_factory=tuple)  # extra paths shown read-only (data)
 
     def __post_init__(self):
         if self.isolation not in ("auto", "none"):
             raise ValueError(f"Limits.isolation must be 'auto' or 'none', not {self.isolation!r}")
+        if not all(m.replace(".", "").replace("_", "").isalnum() for m in self.preload):
+            raise ValueError(f"Limits.preload must name modules, not {self.preload!r}")
         for name in ("cell_timeout", "total_timeout", "call_timeout", "startup_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive")
@@ -189,7 +193,10 @@ class Sandbox:
     def open(self) -> None:
         if self.mode == "root":
             self.uid = self._claim_uid()
-            self._sweep_uid()          # a grader that crashed may have left processes behind
+            self._sweep_uid()          # a grader that crashed may have left processes and files behind
+            for old in Path(tempfile.gettempdir()).glob("dlcourse-sbx-*"):
+                if old.lstat().st_uid == self.uid:
+                    shutil.rmtree(old, ignore_errors=True)
         self.dir = Path(tempfile.mkdtemp(prefix="dlcourse-sbx-"))
         os.chmod(self.dir, 0o700)
         for sub in ("home", "tmp"):
@@ -279,7 +286,9 @@ class Sandbox:
 
     def kernel_command(self, connection_file: Path) -> list[str]:
         """argv that starts `python -m ipykernel_launcher -f connection_file` inside the sandbox."""
-        return self.command([sys.executable, "-m", "ipykernel_launcher", "-f", str(connection_file),
+        preload = "".join(f"import {m}\n" for m in self.limits.preload)
+        launcher = f"{preload}from ipykernel import kernelapp\nkernelapp.launch_new_instance()"
+        return self.command([sys.executable, "-c", launcher, "-f", str(connection_file),
                              "--HistoryManager.hist_file=:memory:", "--IPKernelApp.quiet=True"])
 
     def command(self, argv: list[str]) -> list[str]:
@@ -410,14 +419,17 @@ class Sandbox:
                 found.append(pid)
         return found
 
-    def rss_bytes(self) -> int:
-        """Resident memory of all the submission's processes (threads share theirs)."""
+    def memory_bytes(self) -> int:
+        """Memory of all the submission's processes: the sum of their proportional set sizes (PSS),
+        so pages that forked children share with their parent are counted once, not per process."""
         total = 0
-        page = os.sysconf("SC_PAGE_SIZE")
         for pid in self.processes():
             try:
-                with open(f"/proc/{pid}/statm") as f:
-                    total += int(f.read().split()[1]) * page
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1]) * 1024
+                            break
             except (OSError, ValueError, IndexError):
                 pass
         return total
