@@ -240,7 +240,7 @@ def run_grader(assignment: str, notebook: Path, executed: Path, *, root: str | N
             children.discard(proc)
         _kill_group(proc)              # leftovers of a finished grader (a stray kernel), if any
     seconds = time.perf_counter() - start
-    last_err = (err.strip().splitlines() or [""])[-1][:500]
+    last_err = (err.strip().splitlines() or [""])[-1][:500].removeprefix("autograder: ")
     if proc.returncode != 0:
         return None, f"the grader failed (exit status {proc.returncode}): {last_err}".rstrip(": "), seconds
     try:

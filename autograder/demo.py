@@ -67,41 +67,61 @@ def write_submissions(assignment: str, cases: dict, submitted: Path) -> dict[str
     return notes
 
 
-def _short(text: str, n: int = 70) -> str:
+def _short(text: str, n: int = 100) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def note_for(result: dict) -> str:
-    """What went wrong for this student, in a few words (the first error or failed test)."""
-    if result.get("errors"):
+    """What went wrong for this student, in a few words.
+
+    The grader's reason when it produced no grade; else the first failed hidden test (what the
+    feedback leads with); else the first notebook-level error; else "all tests passed".
+    """
+    if result.get("status") in ("grader-failed", "missing") and result.get("errors"):
         return _short(result["errors"][0])
     failed = [t for t in result.get("tests", []) if not t.get("passed")]
-    if not failed:
-        return "all tests passed"
-    return _short(f"{len(failed)} failed; {failed[0]['name']}: {failed[0].get('message', '')}")
+    if failed:
+        return _short(f"{len(failed)} test(s) failed, e.g. {failed[0]['name']}: {failed[0].get('message', '')}")
+    if result.get("errors"):
+        return _short(result["errors"][0])
+    return "all tests passed"
+
+
+ROLES = {"correct": "hands in the reference solution", "mistakes": "makes typical mistakes",
+         "blank": "hands in the release unchanged", "cheat": "tries to fool the grader"}
 
 
 def table(results: dict[str, dict[str, dict]], assignments: list[str]) -> str:
-    """A plain-text gradebook: student, score/max per assignment, notes.
+    """A plain-text gradebook: student, score/max per assignment, notes (what the student did).
 
-    results: assignment -> student -> result.
+    results: assignment -> student -> result. A score the grader could not produce is marked "!".
     """
+    roles = {student: ROLES[kind] for kind, student in STUDENTS.items()}
     students = sorted({s for per in results.values() for s in per})
     header = ["student", *assignments, "notes"]
     rows = []
     for s in students:
-        cells, notes = [], []
+        cells = []
         for a in assignments:
             r = results.get(a, {}).get(s)
-            cells.append(f"{float(r['score']):g}/{float(r['max_score']):g}" if r else "-")
-            if r:
-                notes.append((f"{a}: " if len(assignments) > 1 else "") + note_for(r))
-        rows.append([s, *cells, "; ".join(notes)])
+            mark = " !" if r and r.get("status") == "grader-failed" else ""
+            cells.append(f"{float(r['score']):g}/{float(r['max_score']):g}{mark}" if r else "-")
+        rows.append([s, *cells, roles.get(s, "")])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    widths[-1] = len(header[-1])
     fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def details(results: dict[str, dict[str, dict]], notes: dict[str, dict[str, str]]) -> str:
+    """Per assignment and student: the bank's note on the hand-in and what the grader said first."""
+    lines = []
+    for a, per in results.items():
+        lines.append(f"{a}:")
+        for s in sorted(per):
+            why = _short(notes.get(a, {}).get(s, ""), 60)
+            lines.append(f"  {s:<14} {why}{' -> ' if why else ''}{note_for(per[s])}")
+    return "\n".join(lines)
 
 
 def main(out: Path, workers: int = 2, release: bool = True) -> int:
@@ -121,13 +141,14 @@ def main(out: Path, workers: int = 2, release: bool = True) -> int:
             if found:
                 return 1
     results: dict[str, dict[str, dict]] = {}
+    notes: dict[str, dict[str, str]] = {}
     graded = []
     for name in names:
         cases, why = load_demo_cases(name)
         if cases is None:
             print(f"skipping {name}: {why}")
             continue
-        write_submissions(name, cases, out / "submitted")
+        notes[name] = write_submissions(name, cases, out / "submitted")
         assignment = find_assignment(name)
         print(f"grading {name}: {', '.join(STUDENTS[k] for k in cases)}", flush=True)
         report = batch.grade_directory(assignment, out / "submitted", out=out / "grades" / name,
@@ -141,6 +162,8 @@ def main(out: Path, workers: int = 2, release: bool = True) -> int:
         return 1
     print()
     print(table(results, graded))
+    print()
+    print(details(results, notes))
     print()
     for name in graded:
         print(f"{name}: feedback {out / 'grades' / name / 'feedback'}/<student>.html (and .md), "

@@ -196,8 +196,14 @@ def _md_block(text: str, indent: str = "") -> list[str]:
 
 
 def _md_inline(text: str) -> str:
-    """One line of text safe to put in Markdown prose (markup characters escaped)."""
-    return re.sub(r"([\\`*_{}\[\]<>#|!])", r"\\\1", " ".join(text.split()))
+    """One line of text safe to put in Markdown prose.
+
+    Characters that could start markup mid-line are escaped; `_` inside words is left alone
+    (CommonMark does not read it as emphasis there, and `my_conv` stays readable).
+    """
+    text = " ".join(text.split())
+    text = re.sub(r"([\\`*\[\]<>])", r"\\\1", text)
+    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
 
 
 def render_markdown(result: dict, *, student: str | None = None,

@@ -164,11 +164,17 @@ def record(gb: Gradebook, assignment: str, student: str, result: dict, *, releas
 
 
 def _unchanged(release_cell, answered_cell) -> bool:
-    """True when the student's answer cell is exactly the released stub (or is missing)."""
+    """True when the student's answer cell is exactly the released stub (or is missing).
+
+    nbgrader's way: the cell's checksum equals the one recorded at release. A release made
+    without checksums (a hand-written one) is compared by source instead.
+    """
     if answered_cell is None:
         return True
     checksum = _meta(release_cell).get("checksum")
-    return checksum is not None and nbutils.compute_checksum(answered_cell) == checksum
+    if checksum is None:
+        return answered_cell.source.strip() == release_cell.source.strip()
+    return nbutils.compute_checksum(answered_cell) == checksum
 
 
 def _comment_blank(gb, gid, notebook_id, assignment, student, release_cell, answered_cell) -> None:

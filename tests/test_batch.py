@@ -190,8 +190,8 @@ def test_killed_batch_resumes_without_loss_or_double_count(tmp_path):
     env = fakes.env_with(fakes.install(tmp_path))
     fakes.make_assignment(tmp_path)
     subs = tmp_path / "subs"
-    directives = {f"s{i}": ("sleep=0.7 pass=test_mul" if i % 2 else "sleep=0.7 pass=test_add_small,test_add_large")
-                  for i in range(6)}
+    directives = {f"s{i}": ("sleep=0.5 pass=test_mul" if i % 2 else "sleep=0.5 pass=test_add_small,test_add_large")
+                  for i in range(5)}
     for s, d in directives.items():
         write(subs / f"{s}.ipynb", d)
     out = tmp_path / "grades"
@@ -215,7 +215,7 @@ def test_killed_batch_resumes_without_loss_or_double_count(tmp_path):
     assert sorted(set(regraded) | done_before) == sorted(directives)
 
     clean = tmp_path / "clean"
-    subprocess.run(fakes.driver_command(tmp_path, subs, clean, workers=1, course=tmp_path / "course2"),
+    subprocess.run(fakes.driver_command(tmp_path, subs, clean, workers=2, course=tmp_path / "course2"),
                    env=env, check=True, capture_output=True)
     assert read_csv(out / "gradebook.csv") == read_csv(clean / "gradebook.csv")
     for s in directives:

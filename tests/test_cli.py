@@ -1,0 +1,212 @@
+"""`python -m autograder ...` as instructors run it, with the real grader on real kernels.
+
+The toy assignment (tests/fixtures/toy, H3's) is laid out as a course root in a temporary folder
+(course/toy/toy.ipynb, autograder/suites/toy/) and graded through `--root`. Its suite gives
+add 2 points (two tests), double 2, my_conv 3 (two tests): 7 in all; that is the oracle below.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import gradebook as nbg
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "tests" / "fixtures" / "toy"
+TOY_RELEASE = TOY / "release" / "toy.ipynb"
+CANARY = "TOY-SUITE-CANARY-7f3a91"
+EXPECTED = {"alice": 7.0, "bob": 5.0, "carol": 0.0, "dave": 0.0, "erin": 0.0}
+VOLATILE = {"graded_at", "grader_seconds", "submission", "timing"}
+
+
+def autograder(*args, timeout=600, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def toy_kit():
+    sys.path.insert(0, str(TOY))
+    try:
+        import toy_kit
+    finally:
+        sys.path.remove(str(TOY))
+    return toy_kit
+
+
+def make_root(root: Path) -> Path:
+    """A course root holding the toy assignment and five students' hand-ins (nbgrader layout)."""
+    (root / "course" / "toy").mkdir(parents=True)
+    shutil.copy(TOY_RELEASE, root / "course" / "toy" / "toy.ipynb")
+    shutil.copytree(TOY / "suite", root / "autograder" / "suites" / "toy",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    kit = toy_kit()
+    sub = root / "submitted"
+    hand_ins = {"alice": kit.submission(),                                        # all correct
+                "bob": kit.submission(add="def add(a, b):\n    return a - b"),    # loses add's 2 points
+                "carol": nbformat.read(TOY_RELEASE, as_version=4)}          # the release untouched
+    for student, nb in hand_ins.items():
+        (sub / student / "toy").mkdir(parents=True)
+        nbformat.write(nb, sub / student / "toy" / "toy.ipynb")
+    (sub / "dave" / "toy").mkdir(parents=True)                                    # nothing handed in
+    (sub / "erin" / "toy").mkdir(parents=True)
+    (sub / "erin" / "toy" / "toy.ipynb").write_bytes(b"{ this is not a notebook")
+    return root
+
+
+def rows(out: Path) -> dict[str, dict]:
+    with open(out / "gradebook.csv", newline="") as f:
+        return {r["student"]: r for r in csv.DictReader(f)}
+
+
+def stable(path: Path) -> dict:
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in VOLATILE}
+
+
+def suite_code_lines() -> list[str]:
+    """Lines of the toy suite other than docstrings (docstrings are written for students)."""
+    text = (TOY / "suite" / "test_toy.py").read_text()
+    docs = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Module, ast.FunctionDef)) and ast.get_docstring(node) is not None:
+            docs.update(range(node.body[0].lineno, node.body[0].end_lineno + 1))
+    return [l.strip() for i, l in enumerate(text.splitlines(), 1) if i not in docs and len(l.strip()) >= 12]
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    """One batch over all five students, as the instructor runs it."""
+    root = make_root(tmp_path_factory.mktemp("course"))
+    out = root / "grades"
+    proc = autograder("grade", "toy", root / "submitted", "--root", root, "--workers", 2,
+                      "--course-dir", root, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, out, proc
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_batch_grades_everyone(clean_run):
+    root, out, proc = clean_run
+    got = rows(out)
+    assert {s: float(r["score"]) for s, r in got.items()} == EXPECTED
+    assert {float(r["max_score"]) for r in got.values()} == {7.0}
+    assert got["dave"]["status"] == "missing" and "no submission found" in got["dave"]["errors"]
+    erin = json.loads((out / "erin.json").read_text())                # not a notebook: 0, and why
+    assert erin["errors"] and got["erin"]["status"] == "errors"
+    assert len(erin["tests"]) == 5 and not any(t["passed"] for t in erin["tests"])
+    assert float(got["bob"]["test_add_numbers"]) == 0 and float(got["bob"]["test_double"]) == 2
+    assert "5 student(s)" in proc.stdout and "%|" in proc.stderr      # summary; tqdm on stderr
+
+    alice = json.loads((out / "alice.json").read_text())
+    assert set(alice) >= {"assignment", "score", "max_score", "tests", "errors", "student",
+                          "submission_sha256", "graded_at"}
+    assert {t["cell"] for t in alice["tests"]} == {"test_add", "test_double", "test_my_conv"}
+    gs = json.loads((out / "gradescope" / "bob" / "results.json").read_text())
+    assert gs["score"] == 5.0 and sum(t["max_score"] for t in gs["tests"]) == 7.0
+
+
+@pytest.mark.slow
+def test_feedback_never_shows_the_suite(clean_run):
+    _, out, _ = clean_run
+    code = suite_code_lines()
+    for page in sorted((out / "feedback").iterdir()):
+        text = page.read_text()
+        assert CANARY not in text, page.name
+        assert not [l for l in code if l in text], page.name
+    bob = (out / "feedback" / "bob.md").read_text()
+    assert "**Score: 5 / 7**" in bob and "## 1. add: 0 / 2" in bob
+
+
+@pytest.mark.slow
+def test_batch_fills_nbgrader_gradebook(clean_run):
+    root, _, _ = clean_run
+    with nbg.open_gradebook(root) as gb:
+        for student, score in EXPECTED.items():
+            assert gb.find_submission("toy", student).score == score, student
+        assert gb.find_grade("test_add", "toy", "toy", "bob").auto_score == 0.0
+        assert gb.find_grade("test_my_conv", "toy", "toy", "bob").auto_score == 3.0
+        assert gb.find_grade("explain", "toy", "toy", "carol").auto_score == 0.0      # left blank
+    executed = nbformat.read(root / "autograded" / "alice" / "toy" / "toy.ipynb", as_version=4)
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")   # it was run
+
+
+@pytest.mark.slow
+def test_killed_batch_resumes_like_a_clean_run(clean_run, tmp_path):
+    """Kill the whole batch (its process group, SIGKILL) after the first result file; run again.
+
+    One worker and three hand-ins, renamed so that they are graded in this order: erin's broken
+    file (no kernel, quick), alice's (a kernel; the kill lands while it runs), dave's (none).
+    The rerun must grade alice only and end with the clean run's results.
+    """
+    root, clean_out, _ = clean_run
+    order = {"a-erin": "erin", "b-alice": "alice", "c-dave": "dave"}
+    submitted = tmp_path / "submitted"
+    for new, old in order.items():
+        shutil.copytree(root / "submitted" / old, submitted / new)
+    out = tmp_path / "grades"
+    cmd = [sys.executable, "-m", "autograder", "grade", "toy", str(submitted), "--root", str(root),
+           "--workers", "1", "--no-gradebook", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert {p.stem for p in out.glob("*.json")} == {"a-erin"}, "the kill did not land while alice was graded"
+
+    again = autograder("grade", "toy", submitted, "--root", root, "--workers", 2, "--no-gradebook",
+                       "--out", out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 graded, 1 unchanged" in again.stdout                    # alice graded once, erin kept
+    clean = rows(clean_out)
+    assert rows(out) == {new: {**clean[old], "student": new} for new, old in order.items()}
+    for new, old in order.items():
+        assert ({k: v for k, v in stable(out / f"{new}.json").items() if k != "student"}
+                == {k: v for k, v in stable(clean_out / f"{old}.json").items() if k != "student"}), new
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, says", [
+    (["grade", "no_such_assignment", "tests"], "no_such_assignment"),
+    (["grade", "toy", "/nonexistent/x.ipynb", "--json"], "/nonexistent/x.ipynb"),
+])
+def test_grader_that_cannot_run_says_why_in_one_line(args, says):
+    proc = autograder(*args, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert says in line
+
+
+def test_help_names_every_command():
+    proc = autograder("--help", timeout=60)
+    assert proc.returncode == 0
+    for command in ("grade", "release", "bundle", "demo", "bench"):
+        assert command in proc.stdout
+
+
+def test_demo_skips_an_assignment_without_a_bank_and_tables_the_rest():
+    from autograder import demo
+    cases, why = demo.load_demo_cases("99_not_written_yet")
+    assert cases is None and "no bank yet" in why
+    ok = {"score": 7.0, "max_score": 7.0, "tests": [], "errors": [], "status": "graded"}
+    crashed = {"score": 0.0, "max_score": 7.0, "tests": [], "errors": ["the grader failed (exit status 1)"],
+               "status": "grader-failed"}
+    text = demo.table({"toy": {"alice-correct": ok, "dave-cheat": crashed}}, ["toy"])
+    lines = text.splitlines()
+    assert lines[0].split() == ["student", "toy", "notes"]
+    assert lines[2].split()[:2] == ["alice-correct", "7/7"]
+    assert lines[3].split()[:3] == ["dave-cheat", "0/7", "!"]          # no grade: marked, not a silent 0
+    assert demo.note_for(crashed) == "the grader failed (exit status 1)"
