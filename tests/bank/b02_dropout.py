@@ -1,0 +1,348 @@
+"""Bank of submissions for 02_dropout (contract: tests/bank/common.py).
+
+Every case is the release notebook with some answer cells replaced. Mistakes are small edits of
+the reference (`edit` fails loudly if the reference changes so that an edit no longer applies).
+Autograded test cells and their points: test_dropout 12, test_Dropout 5 (17 points; the written
+question q_scaling, 3 points, is graded by hand and not part of the suite).
+
+Speed: the notebook's training experiment (section 5) is never graded, so cases that are about the
+exercises add one cell of their own after the set-up cell, `NUM_EPOCHS = 1` (`short_run`), which a
+student could do just as well: the grader keeps a student's extra cells. The reference and the demo
+cases run the notebook exactly as released.
+"""
+from __future__ import annotations
+
+from functools import cache
+
+from nbformat.v4 import new_code_cell
+
+from .common import Case, Lose, append, edit, release, solution_answers, submission
+
+ASSIGNMENT = "02_dropout"
+CELLS = ("test_dropout", "test_Dropout")
+
+
+@cache
+def ref(grade_id: str) -> str:
+    """The reference answer of one answer cell."""
+    return solution_answers(ASSIGNMENT)[grade_id]
+
+
+def lose(*cells: str) -> Lose:
+    """Lose points in `cells` (grade ids without "test_"), keep full points in the other autograded cell."""
+    cells = tuple(f"test_{c}" for c in cells)
+    return Lose(cells, keep=tuple(c for c in CELLS if c not in cells))
+
+
+def short_run(nb):
+    """Add the student's own cell `NUM_EPOCHS = 1` right after the set-up cell (the grade never depends on it)."""
+    setup = next(i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and "FULL_RUN =" in cell.source)
+    nb.cells.insert(setup + 1, new_code_cell("NUM_EPOCHS = 1   # a quick run: the experiment is not graded"))
+    return nb
+
+
+def sub(short=True, **answers):
+    """A build function: the release with these answer cells replaced (callables are called at build time)."""
+    def build():
+        nb = submission(ASSIGNMENT, **{k: (v() if callable(v) else v) for k, v in answers.items()})
+        return short_run(nb) if short else nb
+    return build
+
+
+def body(source: str) -> str:
+    """The code of an answer after its docstring (so that rewrites do not repeat the docstring)."""
+    return source[source.index('"""\n', source.index('"""') + 3) + 4:]
+
+
+def with_dropout_body(new_body: str) -> str:
+    """The reference `dropout` cell with its code replaced by `new_body` (signature and docstring kept)."""
+    source = ref("dropout")
+    return source[:len(source) - len(body(source))] + new_body.strip("\n") + "\n"
+
+
+# =============================================================================================
+# Correct, differently written solutions
+# =============================================================================================
+# Mask from torch.bernoulli on a tensor of keep probabilities, already in x's dtype and device;
+# the MASK is scaled, then multiplied; the layer has its own code (the same sampling, so it agrees
+# with the function for the same generator state) and validates p itself.
+DROPOUT_BERNOULLI = '''
+    if p < 0 or p > 1:
+        raise ValueError("p must be in [0, 1]")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    keep_prob = torch.full_like(x, 1 - p)                                   # same shape, dtype, device as x
+    mask = torch.bernoulli(keep_prob, generator=generator) / (1 - p)        # 0 or 1/(1-p)
+    return x * mask
+'''
+
+LAYER_OWN_BERNOULLI = '''
+class Dropout(nn.Module):
+    """Own code, no call to dropout(): the same draw as the function above."""
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"bad p={p}")
+        self.p, self.generator = float(p), generator
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0.0
+        mask = torch.bernoulli(torch.full_like(x, 1 - self.p), generator=self.generator) / (1 - self.p)
+        return x * mask
+'''
+
+# In-place Bernoulli on an empty tensor, a bool mask and torch.where; the layer calls dropout()
+# positionally and validates p only through it (on the first forward pass).
+DROPOUT_WHERE = '''
+    if not (0.0 <= p <= 1.0):
+        raise ValueError(f"p={p} is not a probability")
+    if training and p > 0:
+        if p == 1.0:
+            return torch.zeros_like(x)
+        keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator).bool()
+        return torch.where(keep, x / (1.0 - p), torch.zeros_like(x))
+    return x
+'''
+
+LAYER_CALLS_FUNCTION = '''
+class Dropout(nn.Module):
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        self.p = p
+        self.generator = generator
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training, self.generator)
+'''
+
+
+# =============================================================================================
+# Honest mistakes (edits of the reference)
+# =============================================================================================
+def no_rescale():
+    return edit(ref("dropout"), "return x * keep / (1.0 - p)", "return x * keep")
+
+
+def rescale_by_p():
+    return edit(ref("dropout"), "return x * keep / (1.0 - p)", "return x * keep / p")
+
+
+def p_as_keep_probability():
+    # Consistent with itself (keep with probability p, scale by 1/p), but p means "keep" here.
+    source = edit(ref("dropout"), "keep = u >= p", "keep = u < p")
+    return edit(source, "return x * keep / (1.0 - p)", "return x * keep / p")
+
+
+def ignores_training():
+    return edit(ref("dropout"), "if not training or p == 0.0:", "if p == 0.0:")
+
+
+def layer_ignores_eval():
+    return edit(ref("Dropout"), "training=self.training", "training=True")
+
+
+def cpu_mask():
+    return edit(ref("dropout"), "device=x.device, dtype=x.dtype)", "dtype=x.dtype)")
+
+
+def float64_mask():
+    return edit(ref("dropout"), """    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)   # x's shape, U[0, 1)
+    keep = u >= p                                           # x's shape, bool: True with probability 1 - p
+""", """    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.float64)
+    keep = (u >= p).double()                                # a float64 mask
+""")
+
+
+def shared_mask():
+    return edit(ref("dropout"), "u = torch.rand(x.shape,", "u = torch.rand(x.shape[1:],")
+
+
+def ignores_generator():
+    return edit(ref("dropout"), "generator=generator, device=x.device", "device=x.device")
+
+
+def nan_at_p_one():
+    return edit(ref("dropout"), """    if p == 1.0:
+        return torch.zeros_like(x)                          # everything dropped; x * 0 / 0 would be NaN
+""", "")
+
+
+def no_value_error():
+    return edit(ref("dropout"), """    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability p must be between 0 and 1, got {p}")
+""", "")
+
+
+def detached():
+    return edit(ref("dropout"), "return x * keep / (1.0 - p)", "return (x * keep / (1.0 - p)).detach()")
+
+
+def inplace_on_input():
+    # Zeroes x itself: fine without autograd, but x is an input of the computation graph.
+    return edit(ref("dropout"), "return x * keep / (1.0 - p)", "x.mul_(keep)\n    return x / (1.0 - p)")
+
+
+LAYER_OWN_CODE_OTHER_DRAW = '''
+class Dropout(nn.Module):
+    """Its own code, drawing the mask differently from dropout(): right on average, but not the same masks."""
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError("p must be in [0, 1]")
+        self.p, self.generator = p, generator
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return torch.zeros_like(x)
+        keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype) < 1 - self.p
+        return x * keep / (1 - self.p)
+'''
+
+LAYER_OWN_EVAL_FLAG = '''
+class Dropout(nn.Module):
+    """Keeps its own flag, set by overriding eval(): works alone after .eval(), not after .train() or in a network."""
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError("p must be in [0, 1]")
+        self.p, self.generator, self.evaluating = p, generator, False
+
+    def eval(self):
+        self.evaluating = True
+        return super().eval()
+
+    def forward(self, x):
+        return dropout(x, self.p, training=not self.evaluating, generator=self.generator)
+'''
+
+
+# =============================================================================================
+# Cheats
+# =============================================================================================
+DROPOUT_F = '''
+import torch.nn.functional as F
+
+
+def dropout(x, p, training=True, generator=None):
+    if not 0 <= p <= 1:
+        raise ValueError("p must be in [0, 1]")
+    return F.dropout(x, p, training)
+'''
+
+DROPOUT_MODULE_CHEAT = '''
+def dropout(x, p, training=True, generator=None):
+    if not 0 <= p <= 1:
+        raise ValueError("p must be in [0, 1]")
+    layer = nn.Dropout(p)
+    layer.train(training)
+    return layer(x)
+'''
+
+LAYER_SUBCLASS_CHEAT = '''
+class Dropout(nn.Dropout):
+    def __init__(self, p=0.5, generator=None):
+        super().__init__(p)
+        self.generator = generator
+'''
+
+DROPOUT_ATEN = '''
+def dropout(x, p, training=True, generator=None):
+    if not 0 <= p <= 1:
+        raise ValueError("p must be in [0, 1]")
+    if not training:
+        return x
+    return getattr(torch.ops.aten, "native_" + "dropout")(x, p, True)[0]
+'''
+
+DROPOUT_SUBCLASS_CHEAT = '''
+class _Agreeable(torch.Tensor):
+    """Claims to equal, and be close to, anything."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("eq", "__eq__", "equal", "allclose", "isclose"):
+            out = super().__torch_function__(func, types, args, kwargs or {})
+            return True if isinstance(out, bool) else torch.ones_like(torch.as_tensor(out), dtype=torch.bool)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def dropout(x, p, training=True, generator=None):
+    if not 0 <= p <= 1:
+        raise ValueError("p must be in [0, 1]")
+    return x.as_subclass(_Agreeable)                       # x unchanged, dressed up
+'''
+
+
+CASES = [
+    Case("reference", "correct", sub(short=False), "full", "the solution notebook's own answers, full experiment"),
+    Case("alt_bernoulli_own_layer", "alternative",
+         sub(dropout=lambda: with_dropout_body(DROPOUT_BERNOULLI), Dropout=LAYER_OWN_BERNOULLI), "full",
+         "mask from torch.bernoulli(full_like(x, 1 - p)), the mask scaled (not the output); a layer with its "
+         "own code (same draw) and its own check of p"),
+    Case("alt_inplace_bernoulli_where", "alternative",
+         sub(dropout=lambda: with_dropout_body(DROPOUT_WHERE), Dropout=LAYER_CALLS_FUNCTION), "full",
+         "empty_like(x).bernoulli_(1 - p) as a bool mask and torch.where; a layer that only calls dropout() "
+         "(p checked on the first forward pass)"),
+    # --- honest mistakes, one per notebook: all but the layer ones are in dropout()
+    Case("mistake_no_rescale", "mistake", sub(dropout=no_rescale), lose("dropout"),
+         "survivors not multiplied by 1 / (1 - p): the mean shrinks by (1 - p)"),
+    Case("mistake_rescale_by_p", "mistake", sub(dropout=rescale_by_p), lose("dropout"), "x * mask / p"),
+    Case("mistake_p_is_keep_probability", "mistake", sub(dropout=p_as_keep_probability), lose("dropout"),
+         "p used as the probability of keeping (the paper's convention): keep = u < p, scaled by 1/p"),
+    Case("mistake_function_active_at_inference", "mistake", sub(dropout=ignores_training),
+         Lose(("test_dropout", "test_Dropout")),
+         "training=False ignored; the reference layer passes self.training to it, so the layer drops in eval "
+         "mode too"),
+    Case("mistake_float64_mask", "mistake", sub(dropout=float64_mask), lose("dropout"),
+         "a float64 mask: float32/float16/bfloat16 inputs come back as float64"),
+    Case("mistake_shared_mask", "mistake", sub(dropout=shared_mask), lose("dropout"),
+         "one mask of shape x.shape[1:] broadcast over the batch: every example loses the same units"),
+    Case("mistake_ignores_generator", "mistake", sub(dropout=ignores_generator), lose("dropout"),
+         "the generator argument is never used (masks from the global RNG)"),
+    Case("mistake_detached", "mistake", sub(dropout=detached), lose("dropout"),
+         "the output is detached: no gradient reaches x"),
+    Case("mistake_inplace_on_input", "mistake", sub(dropout=inplace_on_input), lose("dropout"),
+         "x.mul_(mask) changes the caller's tensor and breaks autograd on a leaf that requires grad"),
+    # Mistakes in the layer, each paired with a mistake in dropout() that the layer does not inherit: one
+    # notebook, two mistakes, each must cost points in its own cell.
+    Case("mistakes_cpu_mask_layer_active_in_eval", "mistake", sub(dropout=cpu_mask, Dropout=layer_ignores_eval),
+         Lose(("test_dropout", "test_Dropout")),
+         "torch.rand without device=x.device (the mask is made on the CPU whatever x's device); the layer "
+         "always calls dropout(..., training=True)"),
+    Case("mistakes_nan_at_p_one_layer_other_draw", "mistake",
+         sub(dropout=nan_at_p_one, Dropout=LAYER_OWN_CODE_OTHER_DRAW), Lose(("test_dropout", "test_Dropout")),
+         "no special case for p = 1 (x * 0 / 0 gives NaN); a layer with its own code that draws its masks "
+         "another way (u < 1 - p, on the CPU): not the function's masks for the same generator state"),
+    Case("mistakes_no_value_error_layer_own_eval_flag", "mistake",
+         sub(dropout=no_value_error, Dropout=LAYER_OWN_EVAL_FLAG), Lose(("test_dropout", "test_Dropout")),
+         "p outside [0, 1] accepted by dropout() (this layer checks p itself); a layer that reads its own flag "
+         "set by overriding eval(): .train() and nn.Sequential(...).eval() never reach it"),
+    Case("demo_mistakes", "mistake", sub(short=False, dropout=no_rescale, Dropout=layer_ignores_eval),
+         Lose(("test_dropout", "test_Dropout")),
+         "for the demo: dropout without 1/(1-p) and a layer that ignores eval()"),
+    # --- cheats: PyTorch's own dropout, however it is reached, and a tensor that claims to be right
+    Case("demo_cheat", "cheat", sub(short=False, dropout=DROPOUT_F), Lose(("test_dropout", "test_Dropout")),
+         "F.dropout inside dropout() (the reference layer calls it, so the layer loses too)"),
+    Case("cheat_modules", "cheat", sub(dropout=DROPOUT_MODULE_CHEAT, Dropout=LAYER_SUBCLASS_CHEAT),
+         Lose(("test_dropout", "test_Dropout")), "nn.Dropout inside dropout(); Dropout as a subclass of nn.Dropout"),
+    Case("cheat_aten", "cheat", sub(dropout=DROPOUT_ATEN), Lose(("test_dropout", "test_Dropout")),
+         "torch.ops.aten.native_dropout reached through getattr and a built-up name"),
+    Case("cheat_tensor_subclass", "cheat", sub(dropout=DROPOUT_SUBCLASS_CHEAT), Lose(("test_dropout", "test_Dropout")),
+         "returns x unchanged as a tensor subclass whose ==, equal, allclose and isclose always agree (the grader "
+         "receives a plain tensor); the reference layer built on it never drops"),
+    # --- broken
+    Case("blank", "broken", lambda: release(ASSIGNMENT), "zero", "the release, untouched"),
+]
+
+DEMO = {"correct": "reference", "mistakes": "demo_mistakes", "blank": "blank", "cheat": "demo_cheat"}
