@@ -213,17 +213,16 @@ def _broken_json() -> bytes:
 
 CASES = [
     Case("reference", "correct", lambda: submission(ASSIGNMENT), "full", "the solution notebook's answers"),
-    Case("alt_avgpool_tanh", "alternative", with_net(AVG_TANH), "full",
-         "average pooling and tanh, as in the paper; one nn.Sequential"),
+    Case("alt_avgpool_tanh", "alternative",
+         with_net(AVG_TANH, lenet_output_shapes=SHAPES_LOOP, train_lenet=TRAIN_VERBOSE), "full",
+         "average pooling and tanh, as in the paper, in one nn.Sequential; a loop with math.floor for the shapes; "
+         "an explicit loss and .to(device) in train_lenet"),
     Case("alt_explicit_forward", "alternative", with_net(EXPLICIT), "full",
          "layers as attributes registered out of order, F.relu/F.max_pool2d, x.view flattening"),
     Case("alt_conv_c5", "alternative", with_net(CONV_C5), "full",
          "C5 as nn.Conv2d(16, 120, 5) then nn.Flatten: the paper's view of C5, the same function"),
     Case("alt_log_softmax", "alternative", with_net(LOG_SOFTMAX), "full",
          "forward returns log_softmax: accepted, cross-entropy of log-softmax outputs equals that of the logits"),
-    Case("alt_shapes_and_training", "alternative",
-         lambda: submission(ASSIGNMENT, lenet_output_shapes=SHAPES_LOOP, train_lenet=TRAIN_VERBOSE), "full",
-         "a loop with math.floor for the shapes; an explicit loss and .to(device) in train_lenet"),
 
     Case("mistake_kernel3", "mistake", with_setup(SHRINK, LeNet5=KERNEL3), Lose([NET], keep=[SHAPES]),
          "3x3 kernels instead of 5x5 (flattening adjusted so that forward runs)"),
