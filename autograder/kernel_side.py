@@ -61,6 +61,10 @@ class _Guard:
 
 
 class _DispatchGuard(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls):
+        return False        # True would wrap __torch_dispatch__ in dynamo.disable: a 2 s import of dynamo
+
     def __init__(self, guard):
         super().__init__()
         self.guard = guard

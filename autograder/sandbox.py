@@ -14,9 +14,12 @@ As root (mode "root", the CI machine and a grading server):
     mounts; only the virtual environment and the `dlcourse` package come back, read-only.
     /tmp, /var/tmp, /run/lock and /dev/shm are small private tmpfs mounts (nothing left there
     survives, nothing another grading left there is visible, and they cannot fill the host).
-  * New PID namespace with its own /proc: the kernel is process 1 of it and sees no host process;
-    killing it kills every process the submission started (they cannot leave the namespace).
-    As a second sweep every process of the uid is killed with kill(-1) run as that uid.
+  * New PID namespace with its own /proc: the kernel sees no host process. Process 1 of the
+    namespace is a small root-side reaper whose child is the kernel; killing it kills every
+    process the submission started (none can leave the namespace), and it dies with the grader
+    (setpriv --pdeathsig on unshare, unshare --kill-child), so a grader killed with SIGKILL leaves
+    nothing running. As a second sweep every process of the uid is killed with kill(-1) run as
+    that uid (also at the start, for leftovers of a grader that crashed before this safety net).
   * rlimits: address space (memory limit + 4.5 GiB, because the CUDA build of torch reserves
     ~3.3 GB of virtual memory at import), processes/threads (per uid, so a fork bomb stops at
     `nproc`), file size, open files, no core files. A watchdog in the grader sums the resident
@@ -306,6 +309,7 @@ class Sandbox:
             "tmpfs": ({p: (lim.tmp_size_mb if s is None else s) for p, s in PRIVATE_TMPFS.items()}
                       if self.mode != "none" else {}),
             "proc": self.mode != "none",
+            "reaper": self.mode != "none",
             "rlimits": {
                 "AS": (lim.memory_mb + lim.address_space_extra_mb) * mb, "NPROC": nproc,
                 "FSIZE": lim.file_size_mb * mb, "NOFILE": lim.nofile, "CORE": 0,
@@ -313,10 +317,12 @@ class Sandbox:
             "exec": self._privilege_drop() + list(argv),
         }
         setup = [sys.executable, "-I", "-S", str(Path(__file__).resolve()), json.dumps(spec)]
+        # setpriv --pdeathsig: unshare dies with the grader, and takes the namespace with it
+        wrap = [shutil.which("setpriv"), "--pdeathsig", "KILL", "--", shutil.which("unshare")]
         if self.mode == "root":
-            return [shutil.which("unshare"), *_NS_FLAGS, "--", *setup]
+            return [*wrap, *_NS_FLAGS, "--", *setup]
         if self.mode == "userns":
-            return [shutil.which("unshare"), "--user", "--map-root-user", *_NS_FLAGS, "--", *setup]
+            return [*wrap, "--user", "--map-root-user", *_NS_FLAGS, "--", *setup]
         return setup
 
     def _privilege_drop(self) -> list[str]:
@@ -540,14 +546,42 @@ def _setup_and_exec(spec: dict) -> None:
             _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         except OSError:
             pass
-    os.chdir(os.path.join(spec["dir"], "home"))
-    for name, value in spec["rlimits"].items():
-        limit = getattr(resource, f"RLIMIT_{name}")
-        soft, hard = resource.getrlimit(limit)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(limit, (value, value))
-    argv = spec["exec"]
-    os.execv(argv[0], argv)
+    if not spec["reaper"]:
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)           # PR_SET_PDEATHSIG: die with the grader
+        _exec_kernel(spec)
+    # We are process 1 of the new PID namespace and stay (namespace) root: the kernel runs as our
+    # child. When we exit, the kernel ends every process left in the namespace; we exit when the
+    # kernel does, or when unshare dies with the grader (unshare --kill-child). Meanwhile we reap
+    # orphans, which the kernel would not.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # interrupts (killpg) are for the kernel, not us
+    kernel = os.fork()
+    if kernel == 0:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # an ignored SIGINT would survive exec
+        os.environ["JPY_PARENT_PID"] = "1"    # its parent is this reaper: no ipykernel parent poller
+        _exec_kernel(spec)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == kernel:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
+def _exec_kernel(spec: dict) -> None:
+    try:
+        os.chdir(os.path.join(spec["dir"], "home"))
+        for name, value in spec["rlimits"].items():
+            limit = getattr(resource, f"RLIMIT_{name}")
+            soft, hard = resource.getrlimit(limit)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(limit, (value, value))
+        argv = spec["exec"]
+        os.execv(argv[0], argv)
+    except BaseException as e:  # noqa: B036 - in a forked child: report and leave, never return
+        print(f"dlcourse sandbox: the kernel could not start: {e!r}", file=sys.stderr)
+        os._exit(70)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,239 @@
+"""The proxy and the forbidden-operation guard, against one sandboxed kernel.
+
+One kernel runs a notebook that defines many small functions (honest ones, ones that reach a
+forbidden operation in every way we know, ones that try to switch the guard off, ones that return
+things that are not data); each test calls them through the `Student` proxy exactly as a hidden
+suite would.
+"""
+from __future__ import annotations
+
+import collections
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from nbformat.v4 import new_code_cell, new_notebook
+
+from autograder.kernel import KernelSession
+from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, Student, StudentError,
+                              StudentTimeout)
+from autograder.runner import _kernel_needs
+from autograder.sandbox import Limits, Sandbox
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK = r'''
+import collections, enum
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.functional import conv2d as c2d
+
+def ok(x, w):                                   # a correct convolution without torch's
+    O, C, kh, kw = w.shape
+    Ho, Wo = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+    out = x.new_zeros(x.shape[0], O, Ho, Wo)
+    for i in range(kh):
+        for j in range(kw):
+            out += torch.einsum('nchw,oc->nohw', x[:, :, i:i + Ho, j:j + Wo], w[:, :, i, j])
+    return out
+
+def via_F(x, w): return F.conv2d(x, w)
+def via_alias(x, w): return c2d(x, w)
+def via_torch(x, w): return torch.conv2d(x, w)
+def via_module(x, w):
+    m = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], bias=False)
+    with torch.no_grad():
+        m.weight.copy_(w)
+    return m(x)
+def via_aten(x, w): return torch.ops.aten.convolution(x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)
+def via_F_unfold(x, w): return F.unfold(x, w.shape[2:])
+def via_tensor_unfold(x, w): return x.unfold(2, w.shape[2], 1)
+def via_im2col(x, w): return torch._C._nn.im2col(x, list(w.shape[2:]), [1, 1], [0, 0], [1, 1])
+def caught(x, w):
+    try:
+        F.conv2d(x, w)
+    except Exception:
+        pass
+    return ok(x, w)
+def via_dropout(x): return F.dropout(x, 0.5, True)
+def via_dropout_module(x): return nn.Dropout(0.5).train()(x)
+def via_native_dropout(x): return torch.ops.aten.native_dropout(x, 0.5, True)[0]
+def pops_guard(x, w):                           # invisible to the grader's source scan
+    getattr(torch._C, "_pop_torch_" + "function_stack")()
+    getattr(torch._C, "_pop_torch_" + "dispatch_stack")()
+    return F.conv2d(x, w)
+
+class Liar(torch.Tensor):
+    def __eq__(self, other): return True
+    def allclose(self, *a, **k): return True
+def liar(x): return torch.zeros_like(x).as_subclass(Liar)
+def param(): return nn.Parameter(torch.ones(2))
+class Always:
+    def __eq__(self, other): return True
+def always(): return Always()
+def tiny_net(): return nn.Sequential(nn.Linear(3, 2))
+def forward_of(net, x): return net(x)
+def numpy_things(): return np.arange(4), np.float32(1.5), np.int64(7)
+Point = collections.namedtuple("Point", "x y")
+class Color(enum.IntEnum):
+    RED = 1
+def odd_data(): return Point(1, 2), Color.RED, {"k": (torch.ones(1), None, "s")}, torch.float64
+def grads(x): return (x * 2).sum(), torch.ones(2, requires_grad=True)
+def meta(): return torch.empty(3, 4, device="meta")
+def default_dtype(): torch.set_default_dtype(torch.float64); torch.manual_seed(1); return torch.zeros(1).dtype
+def outer(): return inner()
+def inner(): raise ValueError("bad value 42")
+counter = 0
+def count():
+    global counter
+    counter += 1
+    return counter
+def loops():
+    while True:
+        pass
+def prints(): print("x" * 1000); return 1
+def big(): return torch.zeros(1_000_000)
+_real_save = torch.save
+def sneaky_save():
+    def fake(obj, f, *a, **k):
+        torch.save = _real_save
+        return _real_save(torch.ones(1).as_subclass(Liar), f)
+    torch.save = fake
+    return 1
+'''
+
+X = torch.randn(2, 3, 6, 5, generator=torch.Generator().manual_seed(0))
+W = torch.randn(4, 3, 3, 2, generator=torch.Generator().manual_seed(1))
+CONV = ("convolution", "unfold")
+
+
+@pytest.fixture(scope="module")
+def student():
+    limits = Limits(call_timeout=3, interrupt_grace=2, result_mb=2)
+    with Sandbox(limits, hide=[Path(__file__).resolve().parents[1]], keep=_kernel_needs()) as sandbox:
+        session = KernelSession(sandbox, limits)
+        nb = new_notebook(cells=[new_code_cell(NOTEBOOK)])
+        try:
+            assert session.run_notebook(nb, ["the notebook"]) == []
+            yield Student(session)
+        finally:
+            session.close()
+
+
+def test_an_honest_function_passes_under_the_guard(student):
+    Y = student.function("ok", forbid=CONV)(X, W)
+    assert type(Y) is torch.Tensor and torch.allclose(Y, F.conv2d(X, W), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, op", [
+    ("via_F", "conv"), ("via_alias", "conv"), ("via_torch", "conv"), ("via_module", "conv"),
+    ("via_aten", "convolution"), ("via_F_unfold", "unfold"), ("via_tensor_unfold", "unfold"),
+    ("via_im2col", "im2col"), ("caught", "conv")])
+def test_every_route_to_a_forbidden_op_is_caught(student, name, op):
+    with pytest.raises(ForbiddenCall, match=f"{name} used a forbidden operation: .*{op}"):
+        student.function(name, forbid=CONV)(X, W)
+    assert student.function(name)(X, W) is not None          # without a forbid list it runs
+
+
+@pytest.mark.parametrize("name", ["via_dropout", "via_dropout_module", "via_native_dropout"])
+def test_dropout_group(student, name):
+    with pytest.raises(ForbiddenCall, match="dropout"):
+        student.function(name, forbid="dropout")(torch.ones(8))
+    student.function(name, forbid="convolution")(torch.ones(8))
+
+
+def test_switching_the_guard_off_at_run_time_is_caught(student):
+    with pytest.raises(ForbiddenCall, match="guard"):
+        student.function("pops_guard", forbid=CONV)(X, W)
+    assert torch.allclose(student.function("ok", forbid=CONV)(X, W), F.conv2d(X, W), atol=1e-5)   # still works
+
+
+def test_tampering_found_in_the_source_refuses_forbid_calls(student):
+    session = student._session
+    session.tampering = ["_python_dispatch"]
+    try:
+        with pytest.raises(ForbiddenCall, match="torch internals"):
+            student.function("ok", forbid=CONV)(X, W)
+        student.ok(X, W)                                       # calls without rules still run
+    finally:
+        session.tampering = []
+
+
+def test_unknown_groups_are_a_suite_error(student):
+    with pytest.raises(ValueError, match="unknown forbidden op group"):
+        student.function("ok", forbid=("convolutions",))
+
+
+def test_results_are_plain_data_or_handles(student):
+    Y = student.liar(X)
+    assert type(Y) is torch.Tensor and torch.count_nonzero(Y) == 0   # the subclass is gone, its lies too
+    assert type(student.param()) is torch.Tensor
+    ref = student.always()
+    assert isinstance(ref, RemoteRef) and ref.type_name == "Always"
+    with pytest.raises(BadResult, match="always returned an object of type Always; expected a tensor"):
+        ref.shape
+    arr, f32, i64 = student.numpy_things()
+    assert isinstance(arr, np.ndarray) and arr.tolist() == [0, 1, 2, 3]
+    assert (f32, type(f32), i64, type(i64)) == (1.5, float, 7, int)
+    point, color, nested, dtype = student.odd_data()
+    assert point == (1, 2) and type(color) is int and color == 1 and dtype is torch.float64
+    assert nested["k"][1:] == (None, "s") and torch.equal(nested["k"][0], torch.ones(1))
+    s, leaf = student.grads(torch.ones(2, requires_grad=True))
+    assert s.item() == 4.0 and leaf.requires_grad
+    m = student.meta()
+    assert m.device.type == "meta" and m.shape == (3, 4)
+
+
+def test_modules_stay_in_the_kernel_and_come_back_as_handles(student):
+    net = student.tiny_net()
+    assert isinstance(net, RemoteRef)
+    x = torch.randn(5, 3)
+    sd = net.state_dict()
+    assert set(sd) == {"0.weight", "0.bias"} and all(type(v) is torch.Tensor for v in sd.values())
+    expected = x @ sd["0.weight"].T + sd["0.bias"]
+    assert torch.allclose(net(x), expected, atol=1e-6)
+    assert torch.allclose(net.method("forward")(x), expected, atol=1e-6)
+    assert torch.allclose(student.forward_of(net, x), expected, atol=1e-6)     # a handle as an argument
+    assert isinstance(net.attr("0"), RemoteRef)
+    assert student.state_dict(net).keys() == sd.keys()
+
+
+def test_student_state_does_not_change_grader_values(student):
+    assert student.default_dtype() == torch.float64          # the kernel's default changed...
+    assert torch.get_default_dtype() == torch.float32         # ...not the grader's
+    Y = student.function("ok", forbid=CONV)(X, W)             # float32 inputs stay float32
+    assert Y.dtype == torch.float32
+
+
+def test_errors_name_the_student_frames_only(student):
+    with pytest.raises(StudentError) as info:
+        student.outer()
+    msg = str(info.value)
+    assert msg.startswith("outer raised ValueError: bad value 42")
+    assert "line 61 in outer: def outer(): return inner()" in msg and "line 62 in inner: def inner(): raise" in msg
+    assert "kernel_side" not in msg and "site-packages" not in msg
+    with pytest.raises(MissingName, match="does not define nothing_here"):
+        student.nothing_here()
+    assert student.has("ok") and not student.has("nothing_here")
+    assert student.get("counter") == 0
+
+
+def test_a_timeout_interrupts_and_the_state_survives(student):
+    assert student.count() == 1
+    with pytest.raises(StudentTimeout, match="loops did not finish within 1 s"):
+        student.function("loops", timeout=1)()
+    assert student.count() == 2                               # same kernel: no restart needed
+    assert student.prints() == 1                              # printing during a call is ignored
+
+
+def test_results_that_are_not_data_or_too_big_are_refused(student):
+    with pytest.raises(BadResult, match="too large"):
+        student.big()
+    with pytest.raises(BadResult, match="does not accept .*Liar"):   # its own result is saved as a Liar
+        student.sneaky_save()
+    assert student.count() == 3                               # the kernel is fine afterwards

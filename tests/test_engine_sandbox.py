@@ -1,0 +1,187 @@
+"""What the sandbox guarantees, checked from inside it (as root, and as an ordinary user through
+unprivileged user namespaces), plus the single-notebook command line end to end."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "toy"))
+import toy_kit  # noqa: E402
+
+from autograder.runner import _kernel_needs  # noqa: E402
+from autograder.sandbox import Limits, Sandbox, isolation_mode  # noqa: E402
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+SECRET_FILE = REPO / "autograder" / "runner.py"
+NOBODY = 65534
+
+# Run inside the sandbox; prints one JSON line describing what it could see and do.
+PROBE = textwrap.dedent(f"""
+    import json, os, resource, socket, subprocess, sys
+    out = {{"uid": os.getuid(), "home": os.environ.get("HOME"), "env": sorted(os.environ)}}
+    def readable(p):
+        try:
+            open(p, "rb").read(1)
+            return True
+        except OSError:
+            return False
+    out["secret"] = readable({str(SECRET_FILE)!r})
+    out["suite"] = readable({str(toy_kit.HERE / "suite" / "test_toy.py")!r})
+    out["repo_listing"] = sorted(os.listdir({str(REPO)!r}))
+    out["venv"] = readable(sys.executable)
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=2).close()
+        out["network"] = True
+    except OSError:
+        out["network"] = False
+    out["umount"] = subprocess.run(["umount", {str(REPO)!r}], capture_output=True).returncode
+    out["procs"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+    out["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    out["as_gb"] = resource.getrlimit(resource.RLIMIT_AS)[0] / 2**30
+    open(os.path.join(os.environ["HOME"], "note"), "w").write("home is writable")
+    open("/tmp/dlcourse-sandbox-probe", "w").write("private")
+    subprocess.Popen(["sleep", "876.5"], start_new_session=True)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execvp("sleep", ["sleep", "876.5"])
+        os._exit(0)
+    print(json.dumps(out))
+""")
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def _probe_in_sandbox() -> dict:
+    limits = Limits(memory_mb=1024)
+    with Sandbox(limits, hide=[REPO], keep=_kernel_needs()) as sandbox:
+        env = {**sandbox.kernel_env(), "HOME": str(sandbox.home)}
+        proc = subprocess.run(sandbox.command([sys.executable, "-c", PROBE]), env=env, cwd=sandbox.home,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["mode"] = sandbox.mode
+        result["note"] = (sandbox.home / "note").read_text()
+    result["leftover"] = _processes_with("876.5")
+    return result
+
+
+def _check(result: dict) -> None:
+    assert result["secret"] is False and result["suite"] is False
+    assert result["repo_listing"] == [".venv", "course"]          # only what the kernel needs, read-only
+    assert result["venv"] is True and result["note"] == "home is writable"
+    assert result["network"] is False
+    assert result["umount"] != 0                                   # cannot uncover the repository
+    assert result["procs"] <= 6                                    # its own PID namespace
+    assert result["as_gb"] == pytest.approx(1 + 4.5)
+    assert not any(k.startswith(("DLCOURSE_TEST_SECRET", "SSH_", "AWS_", "GITHUB")) for k in result["env"])
+    assert result["leftover"] == []                                # setsid and double fork did not escape
+    assert not Path("/tmp/dlcourse-sandbox-probe").exists()        # /tmp was private
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root mode needs root")
+def test_root_sandbox(monkeypatch):
+    monkeypatch.setenv("DLCOURSE_TEST_SECRET", "hunter2")
+    result = _probe_in_sandbox()
+    assert result["mode"] == "root"
+    assert result["uid"] >= 61000 and result["nproc"] == Limits().nproc
+    _check(result)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become nobody")
+def test_user_namespace_sandbox_as_an_ordinary_user(tmp_path):
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import test_engine_sandbox as t
+        print("RESULT", json.dumps(t._probe_in_sandbox()))
+    """)
+    proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={"PATH": os.environ["PATH"], "HOME": "/tmp", "OMP_NUM_THREADS": "1"}, cwd="/tmp")
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, proc.stdout + proc.stderr
+    result = json.loads(line[len("RESULT "):])
+    if isolation_mode() == "root" and result["mode"] != "userns":
+        pytest.skip("unprivileged user namespaces are disabled on this machine")
+    assert result["mode"] == "userns"
+    _check(result)
+
+
+@pytest.mark.skipif(isolation_mode() == "none", reason="needs namespaces")
+def test_a_grader_killed_with_sigkill_leaves_nothing_running():
+    script = textwrap.dedent(f"""
+        import subprocess, sys, time
+        from autograder.sandbox import Sandbox, Limits
+        from autograder.runner import _kernel_needs
+        sb = Sandbox(Limits(), hide=[{str(REPO)!r}], keep=_kernel_needs())
+        sb.open()
+        cmd = sb.command(["/bin/sh", "-c", "sleep 765.4 & sleep 765.4"])
+        subprocess.Popen(cmd, env=sb.kernel_env(), start_new_session=True)
+        print("started", flush=True)
+        time.sleep(600)
+    """)
+    grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert grader.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 20
+        while len(_processes_with("765.4")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_processes_with("765.4")) >= 2
+    finally:
+        grader.kill()
+        grader.wait()
+    deadline = time.monotonic() + 10
+    while _processes_with("765.4") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_with("765.4") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the grader as nobody")
+def test_cli_prints_one_json_object_as_an_ordinary_user():
+    """`python -m autograder grade toy s.ipynb --json --root R`, run by nobody: exactly one JSON object
+    on stdout, even when the notebook writes to the kernel's fds 1 and 2."""
+    root = Path(tempfile.mkdtemp(prefix="dlcourse-cli-"))
+    try:
+        shutil.copytree(toy_kit.HERE / "suite", root / "autograder" / "suites" / "toy")
+        (root / "course" / "toy").mkdir(parents=True)
+        shutil.copy(toy_kit.HERE / "release" / "toy.ipynb", root / "course" / "toy" / "toy.ipynb")
+        nb = toy_kit.insert_after(toy_kit.submission(), "add",
+                                  "import os, sys\nprint('hello')\nos.write(1, b'fd1\\n')\nos.write(2, b'fd2\\n')\n"
+                                  "sys.__stdout__.write('dunder stdout\\n')")
+        (root / "s.ipynb").write_text(nbformat.writes(nb))
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                               sys.executable, "-m", "autograder", "grade", "toy", str(root / "s.ipynb"), "--json",
+                               "--root", str(root)], capture_output=True, text=True, timeout=180, cwd=REPO,
+                              env={"PATH": os.environ["PATH"], "HOME": str(root), "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 1, proc.stdout
+        result = json.loads(lines[0])
+        assert result["score"] == result["max_score"] == 7.0, result
+        assert "fd1" not in proc.stdout and "hello" not in proc.stdout
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
