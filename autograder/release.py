@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -45,27 +44,43 @@ def _env() -> dict:
     return dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
 
 
+def nbgrader_config(repo: str | Path = REPO, into: str | Path | None = None):
+    """The repository's nbgrader_config.py as a traitlets Config, optionally aimed at another root.
+
+    `into` gets its own gradebook.db, so a test's release never touches the repository's.
+    """
+    from traitlets.config.loader import PyFileConfigLoader
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(Path(repo).resolve())).load_config()
+    if into is not None:
+        root = Path(into).resolve()
+        config.CourseDirectory.root = str(root)
+        config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    return config
+
+
 def generate(name: str, repo: str | Path = REPO, into: str | Path | None = None) -> Path:
-    """Run nbgrader generate_assignment for one assignment. Returns the release folder.
+    """Run nbgrader's generate_assignment (force, create) for one assignment. Returns course/<a>/.
 
     Inputs: name; repo: the repository (its nbgrader_config.py and solutions/ are used);
     into: another course root to release into (its own gradebook.db; solutions/<a>/ is copied
     there first) instead of the repository, e.g. a temporary folder in a test.
+    Uses nbgrader's Python API (`NbGraderAPI.generate_assignment`, the same converter and
+    configuration as the `nbgrader generate_assignment --force` command) in this process.
     Raises RuntimeError with nbgrader's log when nbgrader fails.
     """
+    from nbgrader.apps import NbGraderAPI
     repo = Path(repo).resolve()
-    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force"]
-    root = repo
+    root = Path(into).resolve() if into is not None else repo
     if into is not None:
-        root = Path(into).resolve()
         shutil.copytree(repo / "solutions" / name, root / "solutions" / name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
-        cmd += [f"--CourseDirectory.root={root}", f"--CourseDirectory.db_url=sqlite:///{root / 'gradebook.db'}"]
-    # cwd=repo: nbgrader reads the repository's nbgrader_config.py (stubs, ignore patterns) from there.
-    proc = subprocess.run(cmd, cwd=repo, env=_env(), capture_output=True, text=True)
+    os.environ["PATH"] = _env()["PATH"]            # a new gradebook.db runs `alembic`
+    api = NbGraderAPI(config=nbgrader_config(repo, into))
+    result = api.generate_assignment(name, force=True, create=True)
     dest = root / "course" / name
-    if proc.returncode != 0 or not (dest / f"{name}.ipynb").is_file():
-        raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{proc.stdout}\n{proc.stderr}")
+    if not result.get("success") or not (dest / f"{name}.ipynb").is_file():
+        raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{result.get('log', '')}\n"
+                           f"{result.get('error', '')}")
     return dest
 
 
