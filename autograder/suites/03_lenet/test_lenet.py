@@ -68,7 +68,9 @@ def code_names(student, name, method):
         names = code.attr("co_names") if isinstance(code, RemoteRef) else ()
     except Exception:           # a method without Python code (inherited from C), ...
         return set()
-    return {n for n in names if isinstance(n, str)} if isinstance(names, tuple) else set()
+    if not isinstance(names, tuple):
+        return set()
+    return {part for n in names if isinstance(n, str) for part in n.split(".")}     # "dlcourse.bench" too
 
 
 def check_own_class(student, ref, what):
