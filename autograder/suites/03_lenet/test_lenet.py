@@ -42,7 +42,7 @@ import torch.nn as nn
 
 from autograder.testing import RemoteRef, check, fail, points
 
-ACCURACY_THRESHOLD = 0.85       # stated in the notebook; the reference reaches 95-98% on the exam
+ACCURACY_THRESHOLD = 0.85       # stated in the notebook; valid variants reach 93-97% on the exam (16 seeded runs)
 NUM_CLASSES = 10
 
 # Parameter shapes of LeNet-5 (weights and biases of C1, C3, C5, F6, output).
