@@ -103,6 +103,22 @@ def _titles(assignment) -> dict:
         return {}
 
 
+def course_root_of(directory: Path) -> Path | None:
+    """The nbgrader course folder whose submissions these are, or None.
+
+    <root>/submitted (or <root> itself, holding submitted/) is nbgrader's layout: its scores go to
+    <root>/gradebook.db and <root>/autograded/, where formgrader and `nbgrader export` look. Any
+    other folder (a flat folder of notebooks, a test's temporary folder) leaves every gradebook
+    alone unless --course-dir names one.
+    """
+    directory = directory.resolve()
+    if directory.name == "submitted":
+        return directory.parent
+    if (directory / "submitted").is_dir():
+        return directory
+    return None
+
+
 def _grade_directory(args, path: Path) -> int:
     from autograder import batch
     from autograder.batch import suite_tests
@@ -110,7 +126,8 @@ def _grade_directory(args, path: Path) -> int:
     if not Path(assignment.release_notebook).is_file():
         raise UsageError(f"release notebook {assignment.release_notebook} is missing "
                          f"(run `python -m autograder release {assignment.name}`)")
-    course_dir = None if args.no_gradebook else Path(args.course_dir or REPO)
+    course_dir = None if args.no_gradebook else (Path(args.course_dir) if args.course_dir
+                                                 else course_root_of(path))
     out = Path(args.out) if args.out else Path("grades") / assignment.name
     report = batch.grade_directory(assignment, path, out=out, workers=args.workers, force=args.force,
                                    course_dir=course_dir, root=args.root, timeout=args.timeout,
@@ -182,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-gradebook", action="store_true",
                    help="folder: do not write nbgrader's gradebook.db and autograded/")
     g.add_argument("--course-dir", metavar="DIR",
-                   help="folder: nbgrader course folder for gradebook.db and autograded/ (default: repository)")
+                   help="folder: nbgrader course folder for gradebook.db and autograded/ (default: the "
+                        "folder holding submitted/ when grading nbgrader's layout, else none)")
     g.add_argument("--timeout", type=float, default=3600.0,
                    help="folder: seconds one submission may take in all (default 3600)")
     g.add_argument("--no-progress", action="store_true", help="folder: no progress bar")

@@ -210,3 +210,13 @@ def test_demo_skips_an_assignment_without_a_bank_and_tables_the_rest():
     assert lines[2].split()[:2] == ["alice-correct", "7/7"]
     assert lines[3].split()[:3] == ["dave-cheat", "0/7", "!"]          # no grade: marked, not a silent 0
     assert demo.note_for(crashed) == "the grader failed (exit status 1)"
+
+
+def test_gradebook_only_for_a_course_folder(tmp_path):
+    """nbgrader's gradebook is written for <root>/submitted, never for a loose folder."""
+    from autograder.cli import course_root_of
+    (tmp_path / "course" / "submitted").mkdir(parents=True)
+    (tmp_path / "flat").mkdir()
+    assert course_root_of(tmp_path / "course" / "submitted") == (tmp_path / "course").resolve()
+    assert course_root_of(tmp_path / "course") == (tmp_path / "course").resolve()
+    assert course_root_of(tmp_path / "flat") is None
