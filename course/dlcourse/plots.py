@@ -20,6 +20,26 @@ from matplotlib.ticker import MaxNLocator
 
 __all__ = ["plot_history", "show_images", "show_filters", "show_feature_maps"]
 
+
+def _show_figures_inline():
+    """In a Jupyter kernel, make a returned Figure display as a PNG from the very first cell.
+
+    Jupyter learns how to draw a Figure only when pyplot first loads its inline backend; our figures
+    bypass pyplot, so without this the first one would print as `<Figure size ...>` text.
+    Outside Jupyter (scripts, tests, a terminal IPython) this does nothing.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "kernel"):
+        select_figure_formats(shell, {"png"})
+
+
+_show_figures_inline()
+
 _METRIC_LABEL = {"loss": "loss", "acc": "accuracy", "top5": "top-5 accuracy", "lr": "learning rate",
                  "epoch_time": "seconds per epoch"}
 _SPLIT_LABEL = {"train": "train", "val": "validation"}
