@@ -160,7 +160,8 @@ def suite_tests(assignment) -> list[dict]:
     from autograder.runner import _run_suite
     plugin = GradingPlugin(None, not_graded="collecting")
     _run_suite(Path(assignment.suite_dir), plugin, collect_only=True)
-    return [{"name": r.name, "cell": r.cell, "max_points": r.max_points} for r in plugin.records.values()]
+    return [{"name": r.name, "cell": r.cell, "max_points": r.max_points, "description": r.doc}
+            for r in plugin.records.values()]
 
 
 def valid_result(obj) -> bool:
@@ -428,13 +429,21 @@ class Batch:
             # Last and atomic: from here on a rerun treats this submission as graded.
             write_atomic(self.out / f"{sub.student}.json", json.dumps(result, indent=1) + "\n")
 
+    def with_descriptions(self, result: dict) -> dict:
+        """The result with each test's description (its docstring, written for students) added."""
+        docs = {t["name"]: t.get("description") for t in self.template if t.get("description")}
+        tests = [t if t.get("description") or t["name"] not in docs else {**t, "description": docs[t["name"]]}
+                 for t in result["tests"]]
+        return {**result, "tests": tests}
+
     def derive(self, sub: Submission, result: dict, gb) -> str | None:
         """Feedback, Gradescope JSON, nbgrader gradebook for one stored result. -> error or None."""
         student = sub.student
+        shown = self.with_descriptions(result)
         write_atomic(self.out / "feedback" / f"{student}.html",
-                     feedback.render_html(result, student=student, cell_titles=self.cell_titles))
+                     feedback.render_html(shown, student=student, cell_titles=self.cell_titles))
         write_atomic(self.out / "feedback" / f"{student}.md",
-                     feedback.render_markdown(result, student=student, cell_titles=self.cell_titles))
+                     feedback.render_markdown(shown, student=student, cell_titles=self.cell_titles))
         write_atomic(self.out / "gradescope" / student / "results.json",
                      json.dumps(gradescope_json(result), indent=1) + "\n")
         if gb is None:

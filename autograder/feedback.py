@@ -88,13 +88,17 @@ def sections(result: dict, cell_titles: dict[str, str] | None = None) -> list[Se
         if cell not in by_cell:
             title = cell_titles.get(cell) or (humanize(cell) if cell else OTHER)
             by_cell[cell] = Section(cell, title)
+        description = str(test.get("description") or test.get("doc") or "").strip()
+        message = str(test.get("message") or "").strip()
+        if description and message.startswith(description + ":"):   # the runner quotes the docstring
+            message = message[len(description) + 1:].strip()
         by_cell[cell].checks.append(Check(
             title=humanize(str(test.get("name", "?"))),
-            description=str(test.get("description") or test.get("doc") or "").strip(),
+            description=description,
             points=float(test.get("points", 0.0)),
             max_points=float(test.get("max_points", 0.0)),
             passed=bool(test.get("passed")),
-            message=str(test.get("message") or "").strip(),
+            message=message,
         ))
     order = {cell: i for i, cell in enumerate(cell_titles)}
     return sorted(by_cell.values(),

@@ -126,6 +126,7 @@ def test_feedback_never_shows_the_suite(clean_run):
         assert not [l for l in code if l in text], page.name
     bob = (out / "feedback" / "bob.md").read_text()
     assert "**Score: 5 / 7**" in bob and "## 1. add: 0 / 2" in bob
+    assert "add on two integers" in bob                               # the test's docstring, for students
 
 
 @pytest.mark.slow

@@ -114,3 +114,12 @@ def test_feedback_of_the_fake_suite_shows_no_source():
     pages = feedback.render_html(result) + feedback.render_markdown(result)
     assert not [l for l in lines if l in pages]
     assert "checks add_small" in pages
+
+
+def test_docstring_quoted_by_the_runner_is_shown_once():
+    result = {"assignment": "a", "score": 0.0, "max_score": 1.0, "errors": [],
+              "tests": [{"name": "test_x", "points": 0.0, "max_points": 1.0, "passed": False,
+                         "description": "x on a (2, 3) input",
+                         "message": "x on a (2, 3) input: StudentError: ValueError: bad shape"}]}
+    md = feedback.render_markdown(result)
+    assert md.count("x on a (2, 3) input") == 1 and "StudentError: ValueError: bad shape" in md
