@@ -90,8 +90,10 @@ def sections(result: dict, cell_titles: dict[str, str] | None = None) -> list[Se
             by_cell[cell] = Section(cell, title)
         description = str(test.get("description") or test.get("doc") or "").strip()
         message = str(test.get("message") or "").strip()
-        if description and message.startswith(description + ":"):   # the runner quotes the docstring
-            message = message[len(description) + 1:].strip()
+        if description and message.startswith(description):      # the runner quotes the docstring
+            rest = message[len(description):]
+            if rest[:1] == ":" or rest.startswith(" \u2014"):      # "doc: why" or "doc — not passed"
+                message = rest.lstrip(": \u2014").strip()
         by_cell[cell].checks.append(Check(
             title=humanize(str(test.get("name", "?"))),
             description=description,

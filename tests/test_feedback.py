@@ -123,3 +123,6 @@ def test_docstring_quoted_by_the_runner_is_shown_once():
                          "message": "x on a (2, 3) input: StudentError: ValueError: bad shape"}]}
     md = feedback.render_markdown(result)
     assert md.count("x on a (2, 3) input") == 1 and "StudentError: ValueError: bad shape" in md
+    result["tests"][0]["message"] = "x on a (2, 3) input \u2014 not passed"
+    md = feedback.render_markdown(result)
+    assert md.count("x on a (2, 3) input") == 1 and "not passed" in md
