@@ -57,6 +57,10 @@ DEFAULT_TIMEOUT = 3600.0      # seconds per submission; the runner's own limits 
 # ---------------------------------------------------------------------------------------------
 # Finding submissions
 # ---------------------------------------------------------------------------------------------
+class LayoutError(ValueError):
+    """The folder of submissions cannot be read unambiguously (the message says why)."""
+
+
 @dataclass(frozen=True)
 class Submission:
     """One student's hand-in. path is None when the student has no notebook for this assignment."""
@@ -95,7 +99,8 @@ def find_submissions(directory: str | Path, assignment: str, notebook_name: str)
             continue
         student = folder.name
         if student in subs:
-            raise ValueError(f"student {student!r} has both {student}.ipynb and a folder {student}/")
+            raise LayoutError(f"student {student!r} has both {student}.ipynb and a folder {student}/ "
+                              f"in {directory}; keep one")
         adir = folder / assignment
         found = _notebooks(adir) if adir.is_dir() else []
         preferred = [p for p in found if p.name == notebook_name]

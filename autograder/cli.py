@@ -129,9 +129,12 @@ def _grade_directory(args, path: Path) -> int:
     course_dir = None if args.no_gradebook else (Path(args.course_dir) if args.course_dir
                                                  else course_root_of(path))
     out = Path(args.out) if args.out else Path("grades") / assignment.name
-    report = batch.grade_directory(assignment, path, out=out, workers=args.workers, force=args.force,
-                                   course_dir=course_dir, root=args.root, timeout=args.timeout,
-                                   progress=not args.no_progress, placeholder_tests=suite_tests)
+    try:
+        report = batch.grade_directory(assignment, path, out=out, workers=args.workers, force=args.force,
+                                       course_dir=course_dir, root=args.root, timeout=args.timeout,
+                                       progress=not args.no_progress, placeholder_tests=suite_tests)
+    except batch.LayoutError as e:
+        raise UsageError(str(e)) from None
     print(batch.summary(report))
     return 1 if report.gradebook_errors else 0
 

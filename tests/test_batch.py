@@ -241,3 +241,10 @@ def test_find_submissions_rejects_ambiguous_folders(tmp_path):
     assert subs.path.name == "a.ipynb"
     with pytest.raises(FileNotFoundError):
         batch.find_submissions(tmp_path / "nope", "a", "a.ipynb")
+
+
+def test_student_twice_is_a_clear_error(tmp_path):
+    write(tmp_path / "ann.ipynb", "")
+    write(tmp_path / "ann" / "a" / "a.ipynb", "")
+    with pytest.raises(batch.LayoutError, match="ann"):
+        batch.find_submissions(tmp_path, "a", "a.ipynb")
