@@ -5,7 +5,6 @@ import ast
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import autograder_fakes as fakes

@@ -44,7 +44,8 @@ def test_release_is_what_nbgrader_makes(name, regenerated):
         if path.suffix == ".ipynb":
             new, old = nbformat.read(path, as_version=4), nbformat.read(have[rel], as_version=4)
             assert old.metadata == new.metadata, f"{rel}: notebook metadata differs from a fresh release"
-            assert len(old.cells) == len(new.cells), f"{rel}: {len(old.cells)} cells, a fresh release has {len(new.cells)}"
+            assert len(old.cells) == len(new.cells), \
+                f"{rel}: {len(old.cells)} cells, a fresh release has {len(new.cells)}"
             for i, (a, b) in enumerate(zip(old.cells, new.cells)):
                 assert a == b, (f"course/{name}/{rel} cell {i} differs from a fresh release; "
                                 f"run `python -m autograder release {name}`")
