@@ -144,12 +144,16 @@ def main(out: Path, workers: int = 2, release: bool = True) -> int:
     notes: dict[str, dict[str, str]] = {}
     graded = []
     for name in names:
+        try:
+            assignment = find_assignment(name)
+        except (LookupError, FileNotFoundError) as e:
+            print(f"skipping {name}: {e}")
+            continue
         cases, why = load_demo_cases(name)
         if cases is None:
             print(f"skipping {name}: {why}")
             continue
         notes[name] = write_submissions(name, cases, out / "submitted")
-        assignment = find_assignment(name)
         print(f"grading {name}: {', '.join(STUDENTS[k] for k in cases)}", flush=True)
         report = batch.grade_directory(assignment, out / "submitted", out=out / "grades" / name,
                                        workers=workers, course_dir=out,
