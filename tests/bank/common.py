@@ -19,8 +19,8 @@ A bank module defines
     CASES = [Case(...), ...]
     DEMO = {"correct": name, "mistakes": name, "blank": name, "cheat": name}
 
-and its test grades every case at once with the batch command (`grade_bank`) and checks each
-result with `problems(case, result)`; tests/test_bank_01_convolution.py is the example to copy.
+and tests/test_banks.py picks it up by its file name: it grades every case of the bank at once with
+the batch command (`grade_bank`) and checks each result with `problems(case, result)`.
 The demo (tasks.py) loads a bank with `load_bank(assignment)` and writes cases with `write_cases`.
 """
 from __future__ import annotations

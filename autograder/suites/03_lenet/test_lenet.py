@@ -24,7 +24,7 @@ on the EVEN-numbered images of `.test`; the odd-numbered ones are the exam, whic
 notebook reads. `load_data` builds train/val from the data set's training files and `.test` from
 its test files (for the offline digits: a fixed, stratified 80/20 split of scikit-learn's 1,797
 digits, `random_state=0`), so the exam is disjoint from everything the notebook trains or chooses
-on (tests/test_bank_03_lenet.py checks this). The grader rebuilds it from the raw images with
+on (tests/test_lenet_exam_split.py checks this). The grader rebuilds it from the raw images with
 `dlcourse.data.get_datasets` and normalises it with the mean/std the kernel used (`info`).
 
 Softmax in forward

@@ -1,0 +1,73 @@
+"""Every assignment's bank of submissions, graded with ONE batch command per bank, then each case on its own.
+
+A bank (tests/bank/b<NN>_<name>.py, see tests/bank/common.py) holds the reference solution, correct
+but differently written solutions that must get full marks, typical honest mistakes that must lose
+points in their own cell, cheats that must lose points, and broken files. A new assignment's bank is
+picked up here by its file name; nothing else needs writing.
+"""
+import importlib
+from pathlib import Path
+
+import pytest
+
+from bank.common import cell_scores, grade_bank, grade_cell_points, problems, validate_bank
+
+BANKS = [importlib.import_module(f"bank.{path.stem}")
+         for path in sorted((Path(__file__).parent / "bank").glob("b[0-9][0-9]_*.py"))]
+CASES = [(bank, case) for bank in BANKS for case in bank.CASES]
+
+
+def bank_id(bank):
+    return bank.ASSIGNMENT
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """bank -> its BankRun, each bank graded once (lazily, the first time a test asks for it)."""
+    runs = {}
+
+    def get(bank):
+        if bank.ASSIGNMENT not in runs:
+            run = grade_bank(bank.ASSIGNMENT, bank.CASES, tmp_path_factory.mktemp(f"bank_{bank.ASSIGNMENT}"),
+                             workers=2)
+            print(f"\n{bank.ASSIGNMENT}: {len(bank.CASES)} submissions graded in {run.seconds:.0f} s")
+            runs[bank.ASSIGNMENT] = run
+        return runs[bank.ASSIGNMENT]
+    return get
+
+
+def test_every_assignment_has_a_bank():
+    assignments = {p.name for p in (Path(__file__).parents[1] / "autograder" / "suites").iterdir()
+                   if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert assignments == {bank.ASSIGNMENT for bank in BANKS}
+
+
+@pytest.mark.parametrize("bank", BANKS, ids=bank_id)
+def test_bank_is_well_formed(bank):
+    validate_bank(bank)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bank", BANKS, ids=bank_id)
+def test_batch_command_succeeded(graded, bank):
+    run = graded(bank)
+    assert run.returncode == 0, f"batch grading failed:\n{run.stderr[-3000:]}"
+    missing = [name for name, result in run.results.items() if result is None]
+    assert not missing, f"no result for {missing}\n{run.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bank", BANKS, ids=bank_id)
+def test_suite_points_match_notebook(graded, bank):
+    """The hidden tests of each cell add up to the points the notebook shows for that cell."""
+    reference = graded(bank).results["reference"]
+    suite = {cell: max_points for cell, (_, max_points) in cell_scores(reference).items()}
+    assert suite == grade_cell_points(bank.ASSIGNMENT)
+    assert reference["max_score"] == sum(suite.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bank, case", CASES, ids=[f"{b.ASSIGNMENT}-{c.name}" for b, c in CASES])
+def test_case(graded, bank, case):
+    found = problems(case, graded(bank).results.get(case.name))
+    assert not found, "\n".join(found)
