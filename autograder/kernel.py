@@ -29,6 +29,8 @@ from pathlib import Path
 from queue import Empty
 
 import nbformat
+import zmq
+import zmq.asyncio
 from jupyter_client import AsyncKernelManager
 from jupyter_client.session import Session
 from jupyter_core.utils import run_sync
@@ -41,6 +43,7 @@ from autograder.proxy import (BadResult, ForbiddenCall, MissingName, StudentCras
 from autograder.sandbox import Limits, Sandbox
 
 log = logging.getLogger("autograder.kernel")
+MAX_MESSAGE = 128 * 2**20
 
 
 class GraderError(RuntimeError):
@@ -69,15 +72,27 @@ class _CellRunner(NotebookClient):
     """nbclient, with our own timeout handling and a cap on the outputs kept."""
 
     def __init__(self, nb, km, *, output_bytes: int, **kw):
-        super().__init__(nb, km=km, allow_errors=True, record_timing=False, iopub_timeout=5, **kw)
+        # iopub_timeout: how long outputs may still arrive after the reply (decoding a 100 MB print
+        # takes a while on a busy machine); the cell's own time limit is separate.
+        super().__init__(nb, km=km, allow_errors=True, record_timing=False, **kw)
+        self.outputs_complete = True
         self.output_budget = output_bytes
         self.truncated_cells: set[int] = set()
 
     async def _async_handle_timeout(self, timeout, cell=None):
         raise _CellTimedOut()      # not a CellControlSignal: nbclient cancels its output poller
 
+    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
+        await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
+        self.outputs_complete = True      # the kernel's "idle" arrived: no output was lost
+
     def output(self, outs, msg, display_id, cell_index):
         size = _message_size(msg)
+        if msg["msg_type"] == "stream" and size > self.output_budget > 0:
+            keep = self.output_budget                      # the beginning of a long print is kept
+            msg = {**msg, "content": {**msg["content"], "text": msg["content"]["text"][:keep]}}
+            super().output(outs, msg, display_id, cell_index)
+            size, self.output_budget = 1, 0
         if msg["msg_type"] != "error" and size > self.output_budget:
             if cell_index not in self.truncated_cells:
                 self.truncated_cells.add(cell_index)
@@ -121,7 +136,8 @@ class KernelSession:
         self.km = self.kc = self.ckc = None
         self.run_dir: Path | None = None
         self.token = "_dlcourse_grader_" + secrets.token_hex(8)
-        self.replay: list[str] = []        # sources of the cells that completed, in order
+        self.replay: list[tuple[str, str]] = []   # (label, source) of the cells that completed, in order
+        self.replay_notes: list[str] = []
         self.nb_restarts = self.call_restarts = 0
         self.broken: str | None = None     # why calls cannot be served any more
         self.bootstrapped = self.guard_warm = False
@@ -132,6 +148,10 @@ class KernelSession:
         self._memory_exceeded = False
         self._watch_stop = threading.Event()
         self._kill_lock = threading.Lock()
+        # Our zmq sockets refuse messages over MAX_MESSAGE (the peer is dropped and reconnects), so a
+        # gigabyte print cannot exhaust the grader's memory; a 100 MB print still arrives.
+        self._zmq = zmq.asyncio.Context()
+        self._zmq.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         self._watchdog: threading.Thread | None = None
 
     # ---------------------------------------------------------------- kernel life cycle
@@ -147,7 +167,7 @@ class KernelSession:
         try:
             await km.start_kernel(env=self.sandbox.kernel_env(), cwd=str(self.sandbox.home),
                                   stdout=log_fd, stderr=log_fd)
-            kc = km.client()
+            kc = km.client(context=self._zmq)
             kc.start_channels()
             await kc.wait_for_ready(timeout=self.limits.startup_timeout)
         except Exception as e:
@@ -157,7 +177,8 @@ class KernelSession:
             log_fd.close()
         # The call client needs its own session: two clients sharing one session id would share one
         # zmq routing identity, and the kernel's shell socket answers only one of them.
-        ckc = km.client(session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
+        ckc = km.client(context=self._zmq,
+                        session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
         ckc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         kc.allow_stdin = ckc.allow_stdin = False
         self.km, self.kc, self.ckc = km, kc, ckc
@@ -185,7 +206,7 @@ class KernelSession:
         self._watch_stop = stop = threading.Event()
         limit = self.limits.memory_mb * 2**20
 
-        def watch():
+        def watch():    # also lets mode "none" remember the kernel's children (sandbox.processes)
             while not stop.wait(0.5):
                 if self.sandbox.memory_bytes() > limit:
                     with self._kill_lock:
@@ -239,18 +260,28 @@ class KernelSession:
         return reply if isinstance(reply, str) else reply["content"].get("status", "error")
 
     async def _restart_and_replay(self, deadline: float | None = None) -> bool:
-        """Fresh kernel, then the completed cells again. False if the replay did not complete."""
-        await self._start()
-        for code in self.replay:
-            left = self.limits.cell_timeout if deadline is None else min(self.limits.cell_timeout,
-                                                                         deadline - time.monotonic())
-            if left <= 0:
-                return False
-            status = await self._run_quiet(code, left)
-            if status in ("dead", "timeout"):
-                log.warning("replay after restart failed (%s)", status)
-                return False
-        return True
+        """Fresh kernel, then the completed cells again. A cell that kills or hangs the kernel during
+        the replay (one that left a huge tensor behind, say) is dropped from the replay and the
+        kernel started once more, so one bad cell cannot make every later restart fail too.
+        Returns False if the replay could not be completed."""
+        for attempt in range(self.limits.restarts + 1):
+            await self._start()
+            failed = None
+            for i, (label, code) in enumerate(self.replay):
+                left = self.limits.cell_timeout if deadline is None else min(self.limits.cell_timeout,
+                                                                             deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                if await self._run_quiet(code, left) in ("dead", "timeout"):
+                    failed = i
+                    break
+            if failed is None:
+                return True
+            label, _ = self.replay.pop(failed)
+            self.replay_notes.append(f"{label} was left out when the notebook was run again after a restart "
+                                     f"(it crashed or hung the kernel again)")
+            log.warning("replay: %s failed and was dropped", label)
+        return False
 
     # ---------------------------------------------------------------- the notebook
     def run_notebook(self, nb, labels: list[str]) -> list[str]:
@@ -259,11 +290,12 @@ class KernelSession:
 
     async def _run_notebook(self, nb, labels) -> list[str]:
         lim, notes = self.limits, []
-        t0 = time.monotonic()
-        deadline = t0 + lim.total_timeout
         if self.km is None:
             await self._start()
-        runner = _CellRunner(nb, self.km, output_bytes=lim.output_bytes)
+        t0 = time.monotonic()
+        deadline = t0 + lim.total_timeout
+        runner = _CellRunner(nb, self.km, output_bytes=lim.output_bytes,
+                             iopub_timeout=max(1, math.ceil(lim.output_grace)))
         runner.kc = self.kc
         count = 0
         code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
@@ -276,8 +308,12 @@ class KernelSession:
                 break
             runner.timeout = max(1, math.floor(min(lim.cell_timeout, left)))
             count += 1
+            runner.outputs_complete = False
             try:
                 await runner.async_execute_cell(cell, index, execution_count=count)
+                if not runner.outputs_complete:
+                    await self._reconnect_outputs(cell)
+                    notes.append(f"{label}: some of its outputs were too large and were dropped")
             except _CellTimedOut:
                 limit = runner.timeout
                 what = (f"ran longer than {limit:g} s" if limit >= lim.cell_timeout else
@@ -298,12 +334,25 @@ class KernelSession:
                 if not await self._restart_in_notebook(notes, deadline, runner):
                     break
                 continue
-            self.replay.append(cell.source)
-            error = next((o for o in cell.outputs if o.get("output_type") == "error"), None)
+            self.replay.append((label, cell.source))
+            error = next((o for o in cell.outputs if o.get("output_type") == "error"
+                          and o.get("ename") != "GraderStop"), None)
             if error is not None:
                 notes.append(f"{label} raised {error.get('ename', 'an error')}: {_short(error.get('evalue', ''))}")
         self.timings["notebook"] = round(time.monotonic() - t0, 3)
+        notes += self.replay_notes
+        self.replay_notes = []
         return notes
+
+    async def _reconnect_outputs(self, cell) -> None:
+        """The kernel's "idle" never came: a message over MAX_MESSAGE made zmq drop the output
+        channel (it does not reconnect by itself). Connect a fresh one for the next cells."""
+        log.warning("outputs of a cell were lost (a message over %d MB?); reconnecting", MAX_MESSAGE >> 20)
+        _add_grader_output(cell, "some outputs of this cell were too large and were dropped")
+        self.kc.iopub_channel.stop()
+        self.kc._iopub_channel = None
+        self.kc.iopub_channel.start()
+        await asyncio.sleep(0.2)               # let the subscription reach the kernel
 
     async def _restart_in_notebook(self, notes, deadline, runner) -> bool:
         self.nb_restarts += 1
@@ -363,6 +412,8 @@ class KernelSession:
             raise StudentCrash(self.broken)
         if not await self._restart_and_replay():
             self.notes.append("after a restart during grading, the notebook's cells could not all be run again")
+        self.notes += self.replay_notes
+        self.replay_notes = []
         log.info("kernel restarted for calls: %s", why)
 
     async def _request(self, request: dict, label: str, timeout: float) -> dict:
@@ -446,6 +497,7 @@ class KernelSession:
             run_sync(self._stop)()
         finally:
             self._watch_stop.set()
+            self._zmq.destroy(linger=0)
 
 
 def _add_grader_output(cell, text: str) -> None:

@@ -232,7 +232,8 @@ def _labels(cells, origins, rel_cells) -> list[str]:
         else:
             before = last_gid_before(anchor) if anchor >= 0 else None
             whose = "your cell" if kind == "student" else "the notebook's cell"
-            where = f"after {before!r}" if before else ("at the top" if kind == "student" else "before the exercises")
+            where = (f"after {before!r}" if before else "at the top" if anchor < 0 and kind == "student"
+                     else "before the first exercise")
             labels.append(f"cell {n} ({whose} {where})")
     return labels
 

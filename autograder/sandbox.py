@@ -37,11 +37,14 @@ As an ordinary user with unprivileged user namespaces (mode "userns", an instruc
     tmpfs that hides the repository. The kernel runs with the instructor's uid: files outside
     the hidden paths that the instructor can read, the kernel can read too.
 
-Without namespaces (mode "none": no `unshare`, or user namespaces disabled):
+Without namespaces (mode "none": no `unshare`, or unprivileged user namespaces disabled, as on
+Ubuntu 24.04's default AppArmor policy; run the grader as root there, or allow user namespaces):
   * Only rlimits, a private HOME/TMPDIR, an explicit environment and the memory watchdog. Student
-    code runs with the grader's uid and CAN read the hidden suites; kill = the kernel's process
-    tree and process group (a process that double-forks and calls setsid can escape). Use this mode
-    only for trusted code; `Limits(isolation="none")` forces it.
+    code runs with the grader's uid, CAN read the hidden suites and reach the network; kill = the
+    kernel's process tree, its process group, and every process the watchdog ever saw in them (a
+    process that double-forks and calls setsid within half a second can escape). The kernel dies
+    with the grader (PR_SET_PDEATHSIG). Use this mode only for trusted code;
+    `Limits(isolation="none")` forces it.
 
 In every mode the environment is explicit (no inherited secrets), the grader computes every
 expected value in its own process, and nothing but plain data crosses back (see proxy.py).
@@ -86,6 +89,7 @@ class Limits:
     nofile: int = 1024
     tmp_size_mb: int = 256             # private /tmp
     output_bytes: int = 1_000_000      # notebook outputs kept in the executed notebook
+    output_grace: float = 30.0         # after a cell's reply, how long its last outputs may take to arrive
     result_mb: int = 256               # one result file coming back from the kernel
     threads: int = 1                   # OMP/MKL threads in the kernel
     restarts: int = 3                  # kernel restarts during the notebook, and again during the suite
@@ -143,6 +147,23 @@ _NS_FLAGS = ["--net", "--mount", "--pid", "--fork", "--kill-child", "--propagati
 # The per-submission sandbox (grader side)
 # --------------------------------------------------------------------------------------------
 
+# Run in the kernel before any student code: one write to stdout/stderr keeps at most `limit`
+# characters, so an honest print('x' * 10**8) costs neither the kernel nor the grader much. (A
+# hostile kernel can bypass it; the grader's zmq sockets also refuse messages over 128 MB.)
+_CAP_WRITES = """\
+import ipykernel.iostream as _io
+def _capped(write, limit={limit}):
+    def capped(self, text):
+        if isinstance(text, str) and len(text) > limit:
+            text = text[:limit] + f"\\n[output truncated in the kernel: {{len(text)}} characters written]\\n"
+        return write(self, text)
+    return capped
+_io.OutStream.write = _capped(_io.OutStream.write)
+del _io, _capped
+"""
+_LAUNCH = "from ipykernel import kernelapp\nkernelapp.launch_new_instance()"
+
+
 def _proc_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
@@ -182,6 +203,7 @@ class Sandbox:
         self.dir: Path | None = None
         self.launcher_pid: int | None = None   # the process jupyter started (unshare, or the kernel)
         self._ns_init: int | None = None       # host pid of the PID namespace's process 1
+        self._seen: dict[int, float] = {}      # mode "none": processes seen in the kernel's tree
         self._ns_id: str | None = None
         self._runs = 0
 
@@ -290,7 +312,7 @@ class Sandbox:
     def kernel_command(self, connection_file: Path) -> list[str]:
         """argv that starts `python -m ipykernel_launcher -f connection_file` inside the sandbox."""
         preload = "".join(f"import {m}\n" for m in self.limits.preload)
-        launcher = f"{preload}from ipykernel import kernelapp\nkernelapp.launch_new_instance()"
+        launcher = f"{preload}{_CAP_WRITES.format(limit=max(1, self.limits.output_bytes // 2))}{_LAUNCH}"
         return self.command([sys.executable, "-c", launcher, "-f", str(connection_file),
                              "--HistoryManager.hist_file=:memory:", "--IPKernelApp.quiet=True"])
 
@@ -401,17 +423,9 @@ class Sandbox:
         """Host pids of the submission's live processes (zombies excluded)."""
         self._find_ns()
         me = os.getpid()
-        found = []
         if self.mode == "none":
-            if self.launcher_pid is None:
-                return []
-            try:
-                import psutil
-                root = psutil.Process(self.launcher_pid)
-                procs = [root, *root.children(recursive=True)]
-                return [p.pid for p in procs if p.pid != me and p.status() != psutil.STATUS_ZOMBIE]
-            except Exception:
-                return []
+            return [pid for pid in self._tree() if pid != me]
+        found = []
         uid = str(self.uid) if self.uid is not None else None
         for pid in _proc_pids():
             if pid == me:
@@ -424,6 +438,41 @@ class Sandbox:
             elif self._ns_id is not None and _pid_ns(pid) == self._ns_id:
                 found.append(pid)
         return found
+
+    def _tree(self) -> list[int]:
+        """Mode "none": the kernel, its descendants, and whatever was ever seen among them or in its
+        process group and is still alive (remembered with its start time, so a reused pid is not hit)."""
+        import psutil
+        found = {}
+        if self.launcher_pid is not None:
+            try:
+                root = psutil.Process(self.launcher_pid)
+                for p in (root, *root.children(recursive=True)):
+                    found[p.pid] = p
+            except psutil.Error:
+                pass
+            for p in psutil.process_iter():
+                try:
+                    if os.getpgid(p.pid) == self.launcher_pid:
+                        found[p.pid] = p
+                except (OSError, psutil.Error):
+                    pass
+        for pid, created in list(self._seen.items()):
+            try:
+                p = psutil.Process(pid)
+                if p.create_time() == created:
+                    found.setdefault(pid, p)
+            except psutil.Error:
+                del self._seen[pid]
+        alive = []
+        for pid, p in found.items():
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    self._seen[pid] = p.create_time()
+                    alive.append(pid)
+            except psutil.Error:
+                pass
+        return alive
 
     def memory_bytes(self) -> int:
         """Memory of all the submission's processes: the sum of their proportional set sizes (PSS),
@@ -443,7 +492,10 @@ class Sandbox:
     def kill_all(self, timeout: float = 10.0) -> None:
         """SIGKILL every process of the submission; returns when none is left (or after timeout)."""
         self._find_ns()
-        for pid in (self._ns_init, self.launcher_pid):
+        first = self.processes() if self.mode == "none" else []     # before the tree falls apart
+        for pid in first:
+            _kill(pid, signal.SIGSTOP)
+        for pid in (self._ns_init, self.launcher_pid, *first):
             _kill(pid)
         deadline = time.monotonic() + timeout
         while True:

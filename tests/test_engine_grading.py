@@ -7,6 +7,7 @@ All cases are graded once, in a module fixture, with tight limits so that hangs 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -21,13 +22,13 @@ from toy_kit import insert_after, submission  # noqa: E402
 
 from autograder.runner import Limits, grade_notebook  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Non-unique cell id")]
 
 SUITE = toy_kit.HERE / "suite" / "test_toy.py"
 CANARY = "TOY-SUITE-CANARY-7f3a91"
 FULL, ADD, DOUBLE, CONV = 7.0, 2.0, 2.0, 3.0
 LIMITS = Limits(cell_timeout=3, call_timeout=2, interrupt_grace=1.5, total_timeout=120, memory_mb=768,
-                nproc=96)
+                nproc=96, restarts=5)
 MARK = "987.654"      # `sleep 987.654`: a process the submission leaves behind on purpose
 
 
@@ -75,20 +76,23 @@ def correct():
 
 
 def hangs():
-    """add loops (interruptible), double ignores interrupts; the visible test cells hang too."""
-    return submission(
+    """A cell sleeps forever; add loops (interruptible), double ignores interrupts; the visible test
+    cells calling them hang too."""
+    return insert_after(submission(
         add="def add(a, b):\n    while True:\n        pass",
         double="def double(x):\n    import time\n    while True:\n        try:\n            time.sleep(1000)\n"
-               "        except BaseException:\n            pass")
+               "        except BaseException:\n            pass"), "imports", "import time\ntime.sleep(10**6)")
 
 
 def crashes():
-    """Cells that exit, kill the kernel, eat memory and fork-bomb; answers correct."""
+    """Cells that exit, kill the kernel, eat memory (in a loop, and once but for good) and fork-bomb;
+    answers correct."""
     nb = submission()
     insert_after(nb, "add", "import sys\nsys.exit()")
     insert_after(nb, "test_add", "import os\nos._exit(1)")
     insert_after(nb, "double", "chunks = []\nwhile True:\n    chunks.append(bytearray(64 * 2**20))")
     insert_after(nb, "test_double", "import os\nwhile True:\n    os.fork()")
+    insert_after(nb, "my_conv", "kept = torch.ones(250_000_000)   # 1 GB that stays: the kernel dies after the cell")
     return nb
 
 
@@ -142,6 +146,8 @@ def restructured_noisy():
     insert_after(nb, "double", "import sys, warnings\nwarnings.warn('careful')\nprint('x' * 100_000_000)\n"
                                "sys.stderr.write('noise\\n' * 1000)\nos_write = __import__('os').write\n"
                                "os_write(1, b'raw fd 1\\n'); os_write(2, b'raw fd 2\\n')")
+    insert_after(nb, "test_my_conv", "from IPython.display import display\n"
+                                     "display({'text/plain': 'y' * 150_000_000}, raw=True)   # past the 128 MB cap")
     cells.remove(next(c for c in cells if c.get("id") == "imports"))     # the imports cell, deleted
     return nb
 
@@ -158,12 +164,14 @@ def other_assignment():
 CASES = {
     # name: (build, expected score, substrings expected in `errors`)
     "correct": (correct, FULL, []),
-    "hangs": (hangs, CONV, ["'test_add') ran longer than 3 s and was interrupted",
+    "hangs": (hangs, CONV, ["(your cell before the first exercise) ran longer than 3 s and was interrupted",
+                            "'test_add') ran longer than 3 s and was interrupted",
                             "'test_double') ran longer than 3 s and was stopped (the kernel was restarted"]),
     "crashes": (crashes, FULL, ["raised SystemExit", "crashed", "768 MB"]),
     "crashes_in_calls": (crashes_in_calls, FULL - ADD, ["crashed"]),
     "cheats": (cheats, DOUBLE, []),
-    "restructured_noisy": (restructured_noisy, FULL, ["appears 2 times", "restored from the release"]),
+    "restructured_noisy": (restructured_noisy, FULL, ["appears 2 times", "restored from the release",
+                                                      "outputs were too large and were dropped"]),
     "other_assignment": (other_assignment, 0.0, ["none of this notebook's answer cells belong"]),
     "empty_submission": (lambda: toy_kit.release_notebook(), 0.0, ["empty submission"]),
     "malformed_json": (lambda: b'{"cells": [}', 0.0, ["not valid notebook JSON"]),
@@ -184,7 +192,9 @@ def graded(tmp_path_factory):
         path.write_bytes(content if isinstance(content, bytes) else nbformat.writes(content).encode())
         executed = folder / f"{name}.executed.ipynb"
         details: dict = {}
-        result = grade_notebook(toy_kit.toy_assignment(), path, limits=LIMITS, executed_path=executed,
+        limits = LIMITS if name != "restructured_noisy" else dataclasses.replace(
+            LIMITS, cell_timeout=20, memory_mb=2048, output_grace=3)
+        result = grade_notebook(toy_kit.toy_assignment(), path, limits=limits, executed_path=executed,
                                 details=details)
         out[name] = (result, details, executed.read_text() if executed.exists() else "")
     return out
@@ -230,7 +240,7 @@ def test_messages_say_what_went_wrong(graded):
     assert "my_conv used a forbidden operation" in conv and "(convolution)" in conv
     crash = messages("crashes_in_calls")
     assert crash["test_add_numbers"].startswith("add on two integers: add: the kernel crashed")
-    assert len(graded["crashes"][1]["timings"]["kernel_start"]) >= 3      # os._exit, memory (fork bomb)
+    assert len(graded["crashes"][1]["timings"]["kernel_start"]) >= 4      # os._exit, 2 x memory (fork bomb)
     assert len(graded["crashes_in_calls"][1]["timings"]["kernel_start"]) == 4   # visible cell + 2 calls
 
 
@@ -249,5 +259,5 @@ def test_sandbox_leaves_no_process_and_no_network(graded):
 def test_output_is_capped_and_warnings_are_not_errors(graded):
     result, _, executed = graded["restructured_noisy"]
     assert len(executed) < 2_000_000
-    assert "output truncated" in executed
+    assert "output truncated" in executed and "x" * 10_000 in executed          # the start of the print is kept
     assert not any("careful" in e or "noise" in e for e in result["errors"])

@@ -185,3 +185,17 @@ def test_cli_prints_one_json_object_as_an_ordinary_user():
         assert "fd1" not in proc.stdout and "hello" not in proc.stdout
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_without_namespaces_grading_still_works_and_kills_the_kernels_children(tmp_path):
+    """Mode "none" (no user namespaces, e.g. Ubuntu's default policy): rlimits and killing only."""
+    from autograder.runner import grade_notebook
+    nb = toy_kit.insert_after(toy_kit.submission(), "add",
+                              "import subprocess\nsubprocess.Popen(['sleep', '654.3'], start_new_session=True)")
+    path = tmp_path / "s.ipynb"
+    path.write_text(nbformat.writes(nb))
+    details: dict = {}
+    result = grade_notebook(toy_kit.toy_assignment(), path, limits=Limits(isolation="none"), details=details)
+    assert details["isolation"] == "none"
+    assert result["score"] == result["max_score"] == 7.0, result
+    assert _processes_with("654.3") == []
