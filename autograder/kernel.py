@@ -423,11 +423,16 @@ class KernelSession:
             self.guard_warm = True
             await self._run_quiet(f"{self.token}.warm()", 120)
         self._request_id += 1
-        rid = self._request_id
+        rid = f"{self._request_id}_{secrets.token_hex(6)}"     # unguessable: nothing can be planted there
         buffer = io.BytesIO()
         torch.save(request, buffer)
-        self.sandbox.write_file(self.run_dir / f"req_{rid}.pt", buffer.getvalue())
-        msg_id = self.ckc.execute(f"{self.token}({rid})", silent=True, store_history=False,
+        try:
+            self.sandbox.write_file(self.run_dir / f"req_{rid}.pt", buffer.getvalue())
+        except OSError as e:         # the student's code removed or locked the kernel's working folder
+            await self._restart_for_calls(f"request file: {e}")
+            raise StudentCrash(f"{label} could not be called: your code damaged the kernel's working folder; "
+                               f"the kernel was restarted") from None
+        msg_id = self.ckc.execute(f"{self.token}({rid!r})", silent=True, store_history=False,
                                   allow_stdin=False, stop_on_error=False)
         reply = await self._wait_reply(self.ckc, msg_id, timeout)
         if reply == "timeout":
@@ -439,12 +444,13 @@ class KernelSession:
             await self._restart_for_calls(why)
             raise StudentCrash(f"{label}: {why}; the kernel was restarted")
         if reply["content"].get("status") != "ok":
-            self.bootstrapped = False           # the dispatcher itself failed: reinstall it next time
+            # The dispatcher itself failed (student code broke what it needs): start afresh.
+            await self._restart_for_calls(f"the dispatcher failed: {reply['content'].get('ename')}")
             raise StudentError(f"{label} could not be called: the grader's helper in your kernel failed "
-                               f"({_short(reply['content'].get('ename', ''))})")
+                               f"({_short(reply['content'].get('ename', ''))}); the kernel was restarted")
         return self._read_result(rid, label)
 
-    def _read_result(self, rid: int, label: str) -> dict:
+    def _read_result(self, rid: str, label: str) -> dict:
         import torch
         path = self.run_dir / f"res_{rid}.pt"
         try:

@@ -3,7 +3,8 @@
 The grader never imports the student's objects. It sends this file's source into the kernel once
 the notebook has run (kernel.py: `bootstrap_code`), then each call as a short execute_request
 `<token>(<request id>)`. The request (which global or handle to call, the arguments, the forbidden
-operation groups) is a file `req_<id>.pt` written by the grader; the answer is `res_<id>.pt`:
+operation groups) is a file `req_<id>.pt` written by the grader (the id is a counter plus random
+hex, so student code cannot plant files in its place); the answer is `res_<id>.pt`:
 
     {"status": "ok", "value": ...}                    plain data; other objects become handles
     {"status": "error", "type": ..., "message": ..., "traceback": [student frames only]}
@@ -285,7 +286,9 @@ def install(token, directory):
         return {"status": "error", "type": "GraderError", "message": f"unknown request {op!r}", "traceback": []}
 
     def dispatch(request_id):
-        base = os.path.join(directory, f"{{}}_{int(request_id)}.pt")
+        if not re.fullmatch(r"[0-9a-f_]+", request_id):
+            raise ValueError("bad request id")
+        base = os.path.join(directory, f"{{}}_{request_id}.pt")
         try:
             req = torch.load(base.format("req"), weights_only=True)
             os.unlink(base.format("req"))

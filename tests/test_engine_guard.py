@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.kernel import KernelSession
-from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, Student, StudentError,
-                              StudentTimeout)
+from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, Student, StudentCrash,
+                              StudentError, StudentTimeout)
 from autograder.runner import _kernel_needs
 from autograder.sandbox import Limits, Sandbox
 
@@ -98,6 +98,15 @@ def loops():
         pass
 def prints(): print("x" * 1000); return 1
 def big(): return torch.zeros(1_000_000)
+def wreck():
+    import os
+    for name in os.listdir(os.path.expanduser("~/..")):
+        path = os.path.join(os.path.expanduser("~/.."), name)
+        if name.startswith("run"):
+            for f in os.listdir(path):
+                if f.endswith(".pt") or f.endswith(".json"):
+                    os.unlink(os.path.join(path, f))
+            os.chmod(path, 0)
 _real_save = torch.save
 def sneaky_save():
     def fake(obj, f, *a, **k):
@@ -237,3 +246,10 @@ def test_results_that_are_not_data_or_too_big_are_refused(student):
     with pytest.raises(BadResult, match="does not accept .*Liar"):   # its own result is saved as a Liar
         student.sneaky_save()
     assert student.count() == 3                               # the kernel is fine afterwards
+
+
+def test_a_wrecked_working_folder_costs_a_restart_not_the_grader(student):
+    # wreck removes and locks the folder the requests go through, so its own answer cannot be written
+    with pytest.raises((StudentError, StudentCrash), match="(helper in your kernel failed|working folder)"):
+        student.wreck()
+    assert student.count() == 1                    # a fresh kernel, the notebook replayed
