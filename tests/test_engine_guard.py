@@ -63,6 +63,7 @@ def caught(x, w):
 def via_dropout(x): return F.dropout(x, 0.5, True)
 def via_dropout_module(x): return nn.Dropout(0.5).train()(x)
 def via_native_dropout(x): return torch.ops.aten.native_dropout(x, 0.5, True)[0]
+def eval_dropout(x): return nn.Dropout(0.5).eval()(x) + F.dropout(x, 0.3, training=False) + F.dropout(x, 0.0)
 def pops_guard(x, w):                           # invisible to the grader's source scan
     getattr(torch._C, "_pop_torch_" + "function_stack")()
     getattr(torch._C, "_pop_torch_" + "dispatch_stack")()
@@ -156,6 +157,10 @@ def test_dropout_group(student, name):
     student.function(name, forbid="convolution")(torch.ones(8))
 
 
+def test_dropout_that_does_nothing_is_allowed(student):
+    assert torch.equal(student.function("eval_dropout", forbid="dropout")(torch.ones(8)), torch.full((8,), 3.0))
+
+
 def test_switching_the_guard_off_at_run_time_is_caught(student):
     with pytest.raises(ForbiddenCall, match="guard"):
         student.function("pops_guard", forbid=CONV)(X, W)
@@ -224,7 +229,9 @@ def test_errors_name_the_student_frames_only(student):
         student.outer()
     msg = str(info.value)
     assert msg.startswith("outer raised ValueError: bad value 42")
-    assert "line 61 in outer: def outer(): return inner()" in msg and "line 62 in inner: def inner(): raise" in msg
+    line = NOTEBOOK.splitlines().index("def outer(): return inner()") + 1
+    assert f"line {line} in outer: def outer(): return inner()" in msg
+    assert f"line {line + 1} in inner: def inner(): raise" in msg
     assert "kernel_side" not in msg and "site-packages" not in msg
     with pytest.raises(MissingName, match="does not define nothing_here"):
         student.nothing_here()
