@@ -229,7 +229,7 @@ def test_errors_name_the_student_frames_only(student):
         student.outer()
     msg = str(info.value)
     assert msg.startswith("outer raised ValueError: bad value 42")
-    line = NOTEBOOK.splitlines().index("def outer(): return inner()") + 1
+    line = NOTEBOOK.lstrip("\n").splitlines().index("def outer(): return inner()") + 1
     assert f"line {line} in outer: def outer(): return inner()" in msg
     assert f"line {line + 1} in inner: def inner(): raise" in msg
     assert "kernel_side" not in msg and "site-packages" not in msg
