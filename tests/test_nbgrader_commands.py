@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bank.common import submission
+from bank.common import solution_answers, submission
 
 REPO = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "01_convolution"
@@ -41,9 +41,17 @@ def test_generate_autograde_feedback_export(tmp_path):
     release = root / "course" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert release.read_text() == (REPO / "course" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
 
-    student_dir = root / "submitted" / "alice" / ASSIGNMENT
-    student_dir.mkdir(parents=True)
-    nbformat.write(submission(ASSIGNMENT), student_dir / f"{ASSIGNMENT}.ipynb")   # the reference answers
+    # alice hands in the reference answers; bob the same, but his conv_params also warns on stderr
+    # (as torch and numpy often do), which nbgrader would punish with 0 points without IgnorePattern.
+    noisy = solution_answers(ASSIGNMENT)["conv_params"] + (
+        "\n\nimport warnings\n_conv_params = conv_params\n"
+        "def conv_params(*args, **kwargs):\n"
+        "    warnings.warn('this is only a warning', UserWarning)\n"
+        "    return _conv_params(*args, **kwargs)\n")
+    for student, nb in [("alice", submission(ASSIGNMENT)), ("bob", submission(ASSIGNMENT, conv_params=noisy))]:
+        student_dir = root / "submitted" / student / ASSIGNMENT
+        student_dir.mkdir(parents=True)
+        nbformat.write(nb, student_dir / f"{ASSIGNMENT}.ipynb")
 
     nbgrader(root, "autograde", ASSIGNMENT, "--force")
     nbgrader(root, "generate_feedback", ASSIGNMENT, "--force")
@@ -51,7 +59,9 @@ def test_generate_autograde_feedback_export(tmp_path):
 
     nbgrader(root, "export")
     with open(root / "grades.csv") as f:
-        (row,) = [r for r in csv.DictReader(f) if r["student_id"] == "alice"]
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    row = rows["alice"]
+    assert rows["bob"]["raw_score"] == row["raw_score"], "a warning on stderr cost bob points"
     # Every visible test cell passes for the reference answers, so the autograded part is full; the
     # written answers (answer cells that also carry points) wait for formgrader and count 0 so far.
     source = nbformat.read(REPO / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
