@@ -72,8 +72,6 @@ class _CellRunner(NotebookClient):
     """nbclient, with our own timeout handling and a cap on the outputs kept."""
 
     def __init__(self, nb, km, *, output_bytes: int, **kw):
-        # iopub_timeout: how long outputs may still arrive after the reply (decoding a 100 MB print
-        # takes a while on a busy machine); the cell's own time limit is separate.
         super().__init__(nb, km=km, allow_errors=True, record_timing=False, **kw)
         self.outputs_complete = True
         self.output_budget = output_bytes
@@ -148,8 +146,8 @@ class KernelSession:
         self._memory_exceeded = False
         self._watch_stop = threading.Event()
         self._kill_lock = threading.Lock()
-        # Our zmq sockets refuse messages over MAX_MESSAGE (the peer is dropped and reconnects), so a
-        # gigabyte print cannot exhaust the grader's memory; a 100 MB print still arrives.
+        # Our zmq sockets refuse messages over MAX_MESSAGE (zmq drops the connection; see
+        # _reconnect_outputs), so a gigabyte print cannot exhaust the grader's memory.
         self._zmq = zmq.asyncio.Context()
         self._zmq.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
         self._watchdog: threading.Thread | None = None
@@ -165,7 +163,7 @@ class KernelSession:
         log_fd = open(self.run_dir / "kernel.log", "xb")   # noqa: SIM115 - handed to the kernel process
         t0 = time.monotonic()
         try:
-            await km.start_kernel(env=self.sandbox.kernel_env(), cwd=str(self.sandbox.home),
+            await km.start_kernel(env=self.sandbox.kernel_env(self.run_dir), cwd=str(self.sandbox.home),
                                   stdout=log_fd, stderr=log_fd)
             kc = km.client(context=self._zmq)
             kc.start_channels()
@@ -218,6 +216,17 @@ class KernelSession:
         self._watchdog = threading.Thread(target=watch, name="dlcourse-memory-watchdog", daemon=True)
         self._watchdog.start()
 
+    def _left_too_much_memory(self) -> bool:
+        """Checked after every cell, so that a cell which keeps more than memory_mb alive is the one
+        blamed (and left out of replays), not whichever cell or call runs when the watchdog wakes."""
+        if self.sandbox.memory_bytes() <= self.limits.memory_mb * 2**20:
+            return False
+        with self._kill_lock:
+            self._watch_stop.set()
+            self._memory_exceeded = True
+            self.sandbox.kill_all()
+        return True
+
     def _kernel_log_tail(self, n: int = 2000) -> str:
         try:
             return (self.run_dir / "kernel.log").read_bytes()[-n:].decode(errors="replace")
@@ -265,14 +274,19 @@ class KernelSession:
         kernel started once more, so one bad cell cannot make every later restart fail too.
         Returns False if the replay could not be completed."""
         for attempt in range(self.limits.restarts + 1):
-            await self._start()
+            try:
+                await self._start()
+            except GraderError as e:   # it started once: what changed since is the submission's doing
+                log.error("kernel restart failed: %s", e)
+                self.broken = "the kernel could not be started again after it had crashed"
+                return False
             failed = None
             for i, (label, code) in enumerate(self.replay):
                 left = self.limits.cell_timeout if deadline is None else min(self.limits.cell_timeout,
                                                                              deadline - time.monotonic())
                 if left <= 0:
                     return False
-                if await self._run_quiet(code, left) in ("dead", "timeout"):
+                if await self._run_quiet(code, left) in ("dead", "timeout") or self._left_too_much_memory():
                     failed = i
                     break
             if failed is None:
@@ -294,6 +308,8 @@ class KernelSession:
             await self._start()
         t0 = time.monotonic()
         deadline = t0 + lim.total_timeout
+        # iopub_timeout: how long a cell's last outputs may still arrive after its reply (decoding a
+        # big print takes a while on a busy machine); the cell's own time limit is separate.
         runner = _CellRunner(nb, self.km, output_bytes=lim.output_bytes,
                              iopub_timeout=max(1, math.ceil(lim.output_grace)))
         runner.kc = self.kc
@@ -311,6 +327,8 @@ class KernelSession:
             runner.outputs_complete = False
             try:
                 await runner.async_execute_cell(cell, index, execution_count=count)
+                if self._left_too_much_memory():
+                    raise DeadKernelError("memory")
                 if not runner.outputs_complete:
                     await self._reconnect_outputs(cell)
                     notes.append(f"{label}: some of its outputs were too large and were dropped")
@@ -362,6 +380,9 @@ class KernelSession:
             await self._stop()
             return False
         ok = await self._restart_and_replay(deadline)
+        if self.broken:
+            notes.append(f"{self.broken}; the rest of the notebook was not run")
+            return False
         if not ok:
             notes.append("after the restart, the earlier cells could not all be run again")
         runner.km, runner.kc = self.km, self.kc
@@ -411,6 +432,8 @@ class KernelSession:
             await self._stop()
             raise StudentCrash(self.broken)
         if not await self._restart_and_replay():
+            if self.broken:
+                raise StudentCrash(self.broken)
             self.notes.append("after a restart during grading, the notebook's cells could not all be run again")
         self.notes += self.replay_notes
         self.replay_notes = []

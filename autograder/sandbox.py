@@ -22,8 +22,9 @@ As root (mode "root", the CI machine and a grading server):
     that uid (also at the start, for leftovers of a grader that crashed before this safety net).
   * rlimits: address space (memory limit + 4.5 GiB, because the CUDA build of torch reserves
     ~3.3 GB of virtual memory at import), processes/threads (per uid, so a fork bomb stops at
-    `nproc`), file size, open files, no core files. A watchdog in the grader sums the resident
-    memory of the namespace's processes and kills the kernel above `memory_mb`.
+    `nproc`), file size, open files, no core files. A watchdog in the grader sums the memory
+    (PSS, so pages forked children share count once) of the submission's processes twice a
+    second and kills the kernel above `memory_mb`; the student is told so.
   * The kernel talks to the grader over zmq IPC sockets in its private directory (mode 0700,
     owned by its uid); the grader writes there only with O_EXCL|O_NOFOLLOW and reads only regular
     files that the uid owns, so planted symlinks cannot redirect the root grader.
@@ -46,8 +47,16 @@ Ubuntu 24.04's default AppArmor policy; run the grader as root there, or allow u
     with the grader (PR_SET_PDEATHSIG). Use this mode only for trusted code;
     `Limits(isolation="none")` forces it.
 
-In every mode the environment is explicit (no inherited secrets), the grader computes every
-expected value in its own process, and nothing but plain data crosses back (see proxy.py).
+In every mode the environment is explicit (no inherited secrets, CUDA devices hidden unless
+`Limits(gpu=True)`), the grader computes every expected value in its own process, and nothing but
+plain data crosses back (see proxy.py).
+
+Not covered: disk space in the sandbox's home (only the size of each file is limited); CPU time
+beyond the wall-clock limits (a busy loop uses a core until its cell or call times out); and the
+forbidden-operation guard (kernel_side.py) runs inside the student's process: it catches every
+ordinary route (aliases, torch.ops, nn modules, unfold) and checks itself before and after each
+call, and the grader scans the student's code for dispatch internals, but in-process checks can
+be defeated by a determined student. The grade itself cannot be: it is computed here, from data.
 """
 from __future__ import annotations
 
@@ -162,6 +171,7 @@ _io.OutStream.write = _capped(_io.OutStream.write)
 del _io, _capped
 """
 _LAUNCH = "from ipykernel import kernelapp\nkernelapp.launch_new_instance()"
+_NO_CWD = "import sys\nif sys.path and sys.path[0] == '':\n    del sys.path[0]\n"
 
 
 def _proc_pids() -> list[int]:
@@ -291,17 +301,23 @@ class Sandbox:
         self._ns_init = self._ns_id = None
         return run
 
-    def kernel_env(self) -> dict[str, str]:
+    def kernel_env(self, run_dir: Path | None = None) -> dict[str, str]:
+        """The kernel's whole environment. IPython's and Jupyter's configuration folders live in the
+        run directory, which is new at every kernel start: startup scripts or config files that
+        student code writes there cannot run at the next start (and the interpreter runs with -E -s:
+        no user site-packages or .pth files either)."""
         home = str(self.home)
+        conf = str(run_dir or self.dir / "conf")
         threads = str(self.limits.threads)
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
             "HOME": home, "TMPDIR": str(self.dir / "tmp"), "LANG": "C.UTF-8",
             "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{home}/.config/matplotlib",
             "TORCH_HOME": f"{home}/.cache/torch", "XDG_CACHE_HOME": f"{home}/.cache",
-            "XDG_CONFIG_HOME": f"{home}/.config", "IPYTHONDIR": f"{home}/.ipython",
-            "JUPYTER_CONFIG_DIR": f"{home}/.jupyter", "JUPYTER_DATA_DIR": f"{home}/.local/share/jupyter",
-            "DLCOURSE_OFFLINE": "1", "MALLOC_ARENA_MAX": "2", "PYTHONDONTWRITEBYTECODE": "1",
+            "XDG_CONFIG_HOME": f"{home}/.config", "IPYTHONDIR": f"{conf}/ipython",
+            "JUPYTER_CONFIG_DIR": f"{conf}/jupyter", "JUPYTER_DATA_DIR": f"{conf}/jupyter-data",
+            "JUPYTER_RUNTIME_DIR": f"{conf}/jupyter-runtime", "JUPYTER_PLATFORM_DIRS": "1",
+            "DLCOURSE_OFFLINE": "1", "MALLOC_ARENA_MAX": "2",
             "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
             "TQDM_DISABLE": "1",
         }
@@ -312,8 +328,10 @@ class Sandbox:
     def kernel_command(self, connection_file: Path) -> list[str]:
         """argv that starts `python -m ipykernel_launcher -f connection_file` inside the sandbox."""
         preload = "".join(f"import {m}\n" for m in self.limits.preload)
-        launcher = f"{preload}{_CAP_WRITES.format(limit=max(1, self.limits.output_bytes // 2))}{_LAUNCH}"
-        return self.command([sys.executable, "-c", launcher, "-f", str(connection_file),
+        launcher = f"{_NO_CWD}{preload}{_CAP_WRITES.format(limit=max(1, self.limits.output_bytes // 2))}{_LAUNCH}"
+        # -E -s: no PYTHON* variables, no user site-packages (.pth files in the student's home);
+        # the working folder is left off sys.path until IPython adds it back after our imports.
+        return self.command([sys.executable, "-E", "-s", "-B", "-c", launcher, "-f", str(connection_file),
                              "--HistoryManager.hist_file=:memory:", "--IPKernelApp.quiet=True"])
 
     def command(self, argv: list[str]) -> list[str]:
