@@ -356,7 +356,8 @@ class KernelSession:
             error = next((o for o in cell.outputs if o.get("output_type") == "error"
                           and o.get("ename") != "GraderStop"), None)
             if error is not None:
-                notes.append(f"{label} raised {error.get('ename', 'an error')}: {_short(error.get('evalue', ''))}")
+                evalue = _short(error.get("evalue", ""))
+                notes.append(f"{label} raised {error.get('ename', 'an error')}" + (f": {evalue}" if evalue else ""))
         self.timings["notebook"] = round(time.monotonic() - t0, 3)
         notes += self.replay_notes
         self.replay_notes = []
