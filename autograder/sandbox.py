@@ -102,7 +102,7 @@ class Limits:
     result_mb: int = 256               # one result file coming back from the kernel
     threads: int = 1                   # OMP/MKL threads in the kernel
     restarts: int = 3                  # kernel restarts during the notebook, and again during the suite
-    gpu: bool = False                  # let the kernel see CUDA devices
+    gpu: bool = False                  # let the kernel see CUDA devices (no address-space limit then)
     preload: tuple[str, ...] = ("torch",)  # imported at kernel start (not into the notebook's namespace),
     #                                       so the first cell's time limit is not spent importing torch
     isolation: str = "auto"            # "auto" (best available) or "none"
@@ -351,8 +351,10 @@ class Sandbox:
             "proc": self.mode != "none",
             "reaper": self.mode != "none",
             "rlimits": {
-                "AS": (lim.memory_mb + lim.address_space_extra_mb) * mb, "NPROC": nproc,
-                "FSIZE": lim.file_size_mb * mb, "NOFILE": lim.nofile, "CORE": 0,
+                "NPROC": nproc, "FSIZE": lim.file_size_mb * mb, "NOFILE": lim.nofile, "CORE": 0,
+                # A CUDA context reserves tens of GB of address space: with a GPU only the watchdog
+                # limits memory (host memory; GPU memory is not counted).
+                **({} if lim.gpu else {"AS": (lim.memory_mb + lim.address_space_extra_mb) * mb}),
             },
             "exec": self._privilege_drop() + list(argv),
         }
