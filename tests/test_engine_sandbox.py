@@ -139,12 +139,13 @@ def test_a_grader_killed_with_sigkill_leaves_nothing_running():
         sb.open()
         cmd = sb.command(["/bin/sh", "-c", "sleep 765.4 & sleep 765.4"])
         subprocess.Popen(cmd, env=sb.kernel_env(), start_new_session=True)
-        print("started", flush=True)
+        print(sb.dir, flush=True)
         time.sleep(600)
     """)
     grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
-        assert grader.stdout.readline().strip() == "started"
+        sandbox_dir = Path(grader.stdout.readline().strip())
+        assert sandbox_dir.name.startswith("dlcourse-sbx-")
         deadline = time.monotonic() + 20
         while len(_processes_with("765.4")) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -156,6 +157,7 @@ def test_a_grader_killed_with_sigkill_leaves_nothing_running():
     while _processes_with("765.4") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _processes_with("765.4") == []
+    shutil.rmtree(sandbox_dir, ignore_errors=True)     # (the next grader on that uid would remove it too)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runs the grader as nobody")
