@@ -7,8 +7,6 @@ suite would.
 """
 from __future__ import annotations
 
-import collections
-import sys
 from pathlib import Path
 
 import numpy as np
