@@ -22,7 +22,7 @@ from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, 
 
 __all__ = ["points", "assert_close", "assert_equal", "check", "fail", "GradeFailure", "StudentFailure",
            "StudentError", "StudentTimeout", "StudentCrash", "ForbiddenCall", "MissingName", "BadResult",
-           "RemoteRef"]
+           "RemoteRef", "nonzero_input", "remote_generator"]
 
 
 class GradeFailure(AssertionError):
@@ -154,3 +154,23 @@ def assert_equal(actual, expected, what: str):
     if actual != expected:
         shown = repr(actual)
         fail(f"{what}: wrong value: got {shown if len(shown) <= 120 else shown[:117] + '...'}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs that make mistakes visible
+# ----------------------------------------------------------------------------------------------
+def nonzero_input(*shape, seed: int) -> torch.Tensor:
+    """Values in [0.5, 1.5) with random signs, shape `shape`: never 0, so an element that the
+    student's code zeroes (dropped, masked, clipped) is recognisable in the result."""
+    g = torch.Generator().manual_seed(seed)
+    magnitude = torch.rand(*shape, generator=g) + 0.5
+    sign = torch.randint(0, 2, shape, generator=g) * 2 - 1
+    return magnitude * sign
+
+
+def remote_generator(student, seed: int) -> RemoteRef:
+    """A torch.Generator seeded with `seed`, living in the student's kernel.
+
+    A generator is not data, so it cannot cross to the kernel; it is built there from the notebook's
+    own `import torch` and handed to student functions as a RemoteRef argument."""
+    return student.get("torch").attr("Generator")().method("manual_seed")(seed)

@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from autograder.testing import StudentError, check, fail, points
+from autograder.testing import StudentError, check, fail, nonzero_input, points, remote_generator
 
 DROPOUT = ("dropout",)
 CELL = "test_dropout"
@@ -38,20 +38,6 @@ CELL = "test_dropout"
 
 def student_dropout(student):
     return student.function("dropout", forbid=DROPOUT, timeout=60)
-
-
-def nonzero_input(*shape, seed):
-    """Values in [0.5, 1.5) with random signs: never 0, so a dropped element is recognisable."""
-    g = torch.Generator().manual_seed(seed)
-    magnitude = torch.rand(*shape, generator=g) + 0.5
-    sign = torch.randint(0, 2, shape, generator=g) * 2 - 1
-    return magnitude * sign
-
-
-def remote_generator(student, seed):
-    """A torch.Generator seeded with `seed`, living in the student's kernel (a RemoteRef)."""
-    torch_module = student.get("torch")                    # the notebook's `import torch`
-    return torch_module.attr("Generator")().method("manual_seed")(seed)
 
 
 def remote_partial(student, fn_ref, **kwargs):

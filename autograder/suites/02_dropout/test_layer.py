@@ -16,22 +16,11 @@ own dropout is forbidden during every call into the layer.
 """
 import torch
 
-from autograder.testing import MissingName, RemoteRef, StudentError, check, fail, points
+from autograder.testing import (MissingName, RemoteRef, StudentError, check, fail, nonzero_input, points,
+                                remote_generator)
 
 DROPOUT = ("dropout",)
 CELL = "test_Dropout"
-
-
-def nonzero_input(*shape, seed):
-    g = torch.Generator().manual_seed(seed)
-    magnitude = torch.rand(*shape, generator=g) + 0.5
-    sign = torch.randint(0, 2, shape, generator=g) * 2 - 1
-    return magnitude * sign
-
-
-def remote_generator(student, seed):
-    """A torch.Generator seeded with `seed`, living in the student's kernel (a RemoteRef)."""
-    return student.get("torch").attr("Generator")().method("manual_seed")(seed)
 
 
 def make_layer(student, *args, **kwargs):
