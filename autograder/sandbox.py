@@ -10,8 +10,10 @@ As root (mode "root", the CI machine and a grading server):
     graders apart), with no supplementary groups, no capabilities and `no_new_privs`.
   * New network namespace: only a loopback interface that is down; no network at all.
   * New mount namespace: the repository (suites, solutions, the grader itself, other students'
-    work) and the folder of the submission being graded are covered by empty read-only tmpfs
-    mounts; only the virtual environment and the `dlcourse` package come back, read-only.
+    work), the folder of the submission being graded, and every top-level folder outside the
+    operating system's (/home, /root, /srv, /opt, /mnt, ...: other checkouts of the course live
+    there) are covered by empty read-only tmpfs mounts; only the virtual environment and the
+    `dlcourse` package come back, read-only.
     /tmp, /var/tmp, /run/lock and /dev/shm are small private tmpfs mounts (nothing left there
     survives, nothing another grading left there is visible, and they cannot fill the host).
   * New PID namespace with its own /proc: the kernel sees no host process. Process 1 of the
@@ -80,6 +82,13 @@ UID_BASE = 61000
 UID_SLOTS = 1000
 LOCK_DIR_ROOT = Path("/run/dlcourse-grader")
 PRIVATE_TMPFS = {"/tmp": None, "/var/tmp": 64, "/run/lock": 1, "/dev/shm": 64}   # size in MB (None: limits)
+# The top-level folders a kernel needs: the operating system, devices, and its private /tmp. Every
+# other top-level folder (/home, /root, /srv, /opt, /mnt, a workplace's /work, ...) may hold another
+# checkout of the course with its suites and solutions, other students' work or the instructor's
+# files, so the kernel sees it empty too; what it needs from there (the venv, dlcourse) comes back
+# read-only through `keep`, and a folder holding the interpreter itself is never hidden.
+SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin",
+                         "sys", "tmp", "usr", "var"})
 
 
 @dataclass(frozen=True)
@@ -206,7 +215,7 @@ class Sandbox:
     def __init__(self, limits: Limits, *, hide=(), keep=()):
         self.limits = limits
         self.mode = "none" if limits.isolation == "none" else isolation_mode()
-        self.hide = _outermost(Path(p).resolve() for p in hide)
+        self.hide = _outermost([*(Path(p).resolve() for p in hide), *_other_top_level_dirs()])
         self.keep = sorted({str(Path(p).resolve()) for p in (*keep, *limits.readonly_paths)})
         self.uid: int | None = None
         self._lock_fd: int | None = None
@@ -544,6 +553,11 @@ def _kill(pid: int | None, sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
         except OSError:
             pass
+
+
+def _other_top_level_dirs() -> list[Path]:
+    """Top-level folders outside SYSTEM_DIRS (real folders, not symlinks such as /lib -> usr/lib)."""
+    return [p for p in Path("/").iterdir() if p.name not in SYSTEM_DIRS and p.is_dir() and not p.is_symlink()]
 
 
 def _outermost(paths) -> list[Path]:
