@@ -8,9 +8,9 @@ test_conv2d_im2col 3, test_receptive_field 3 (21 autograded points).
 """
 from __future__ import annotations
 
-from functools import cache
+import functools
 
-from .common import REPO, Case, Lose, append, edit, release, solution_answers, submission
+from .common import REPO, Case, Lose, append, edit, release, reference, submission
 
 ASSIGNMENT = "01_convolution"
 
@@ -18,16 +18,12 @@ CELLS = ("test_conv_params", "test_conv_output_size", "test_conv2d_naive", "test
          "test_conv2d_im2col", "test_receptive_field")
 
 
-@cache
-def ref(grade_id: str) -> str:
-    """The reference answer of one answer cell."""
-    return solution_answers(ASSIGNMENT)[grade_id]
+ref = functools.partial(reference, ASSIGNMENT)   # ref(grade_id): the reference answer of one answer cell
 
 
 def lose(*cells: str) -> Lose:
     """Lose points in `cells`, keep full points in every other autograded cell."""
-    cells = tuple(f"test_{c}" for c in cells)
-    return Lose(cells, keep=tuple(c for c in CELLS if c not in cells))
+    return Lose.only([f"test_{c}" for c in cells], CELLS)
 
 
 def sub(**answers):

@@ -12,26 +12,22 @@ cases run the notebook exactly as released.
 """
 from __future__ import annotations
 
-from functools import cache
+import functools
 
 from nbformat.v4 import new_code_cell
 
-from .common import Case, Lose, append, edit, release, solution_answers, submission
+from .common import Case, Lose, append, edit, release, reference, submission
 
 ASSIGNMENT = "02_dropout"
 CELLS = ("test_dropout", "test_Dropout")
 
 
-@cache
-def ref(grade_id: str) -> str:
-    """The reference answer of one answer cell."""
-    return solution_answers(ASSIGNMENT)[grade_id]
+ref = functools.partial(reference, ASSIGNMENT)   # ref(grade_id): the reference answer of one answer cell
 
 
 def lose(*cells: str) -> Lose:
     """Lose points in `cells` (grade ids without "test_"), keep full points in the other autograded cell."""
-    cells = tuple(f"test_{c}" for c in cells)
-    return Lose(cells, keep=tuple(c for c in CELLS if c not in cells))
+    return Lose.only([f"test_{c}" for c in cells], CELLS)
 
 
 def short_run(nb):

@@ -12,7 +12,9 @@ a plain cell, after the original), which keeps the whole bank to a few minutes.
 """
 from __future__ import annotations
 
-from bank.common import Case, Lose, edit, release, solution_answers, submission
+import functools
+
+from bank.common import Case, Lose, edit, release, reference, submission
 
 ASSIGNMENT = "03_lenet"
 
@@ -20,8 +22,7 @@ SHAPES, NET, TRAIN = "test_lenet_output_shapes", "test_LeNet5", "test_train_lene
 SETUP_MARK = 'RUN_SIZE = "small"'
 
 
-def ref(grade_id: str) -> str:
-    return solution_answers(ASSIGNMENT)[grade_id]
+ref = functools.partial(reference, ASSIGNMENT)   # ref(grade_id): the reference answer of one answer cell
 
 
 def with_net(source: str, **answers):

@@ -25,6 +25,7 @@ The demo (tasks.py) loads a bank with `load_bank(assignment)` and writes cases w
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
@@ -93,6 +94,16 @@ def solution_answers(assignment: str) -> dict[str, str]:
     nb = _read(source_path(assignment), "source")
     return {gid: "\n".join(line for line in cell.source.split("\n") if not _MARKER.match(line))
             for gid, cell in answer_cells(nb).items()}
+
+
+@functools.cache
+def _solution_answers_cached(assignment: str) -> dict[str, str]:
+    return solution_answers(assignment)
+
+
+def reference(assignment: str, grade_id: str) -> str:
+    """The reference answer of one answer cell (the source notebook is read once per assignment)."""
+    return _solution_answers_cached(assignment)[grade_id]
 
 
 def release(assignment: str) -> NotebookNode:
@@ -169,6 +180,12 @@ class Lose:
         both = set(self.cells) & set(self.keep)
         if both:
             raise ValueError(f"cells both lost and kept: {sorted(both)}")
+
+    @classmethod
+    def only(cls, cells, among) -> "Lose":
+        """Lose points in `cells`, keep full points in every other cell of `among`."""
+        cells = tuple([cells] if isinstance(cells, str) else cells)
+        return cls(cells, keep=tuple(c for c in among if c not in cells))
 
 
 Expect = Union[str, float, Lose]
