@@ -1,17 +1,25 @@
 """What hidden suites import: points, comparisons that explain themselves, and the failures.
 
-    from autograder.testing import points, assert_close, assert_equal, check, fail
+    from autograder.testing import points, assert_close, assert_equal, check, fail, Mistake
 
 Every message describes what is wrong with the STUDENT's result (wrong type, wrong shape (got ...),
 not finite, max abs error ...) and never prints the expected value: students read these messages,
 and an expected value in a message would leak the hidden test. Values are compared in float64 so
 that a student's `torch.set_default_dtype(torch.float64)` does not change a correct grade; dtype
 is only checked when asked (`check_dtype=True`).
+
+Known mistakes: beside the correct reference, a test may pass the outputs that the common wrong
+answers give on the same input, computed here in the grader (`Mistake(output, explain)`). When the
+student's result fails the reference but matches one of them, the message says what the student
+most likely did (`explain`, written in the student's terms with the notebook section to re-read)
+instead of only how far off the values are. The mistake's output is never sent to the kernel and
+never shown as a value.
 """
 from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -22,7 +30,7 @@ from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, 
 
 __all__ = ["points", "assert_close", "assert_equal", "check", "fail", "GradeFailure", "StudentFailure",
            "StudentError", "StudentTimeout", "StudentCrash", "ForbiddenCall", "MissingName", "BadResult",
-           "RemoteRef", "nonzero_input", "remote_generator"]
+           "RemoteRef", "nonzero_input", "remote_generator", "Mistake"]
 
 
 class GradeFailure(AssertionError):
@@ -46,6 +54,31 @@ def check(condition, message: str) -> None:
         raise GradeFailure(message)
 
 
+@dataclass(frozen=True)
+class Mistake:
+    """A known wrong answer for one test input.
+
+    output:  what the mistaken computation returns for the test's input (computed in the grader)
+    explain: what the student most likely did, e.g. "your result equals the convolution with a
+             flipped kernel: deep learning's 'convolution' is cross-correlation (section 2)"
+    """
+    output: object
+    explain: str
+
+
+def _matching_mistake(actual, mistakes, rtol, atol):
+    """The first mistake whose output `actual` matches (same rules as assert_close), or None."""
+    for m in mistakes:
+        try:
+            assert_close(actual, m.output, "", rtol=rtol, atol=atol)
+        except GradeFailure:
+            continue
+        except TypeError:       # a mistake output of a kind assert_close does not compare
+            continue
+        return m
+    return None
+
+
 def _describe_type(value) -> str:
     if isinstance(value, RemoteRef):
         return f"an object of type {value.type_name}"
@@ -58,12 +91,23 @@ def _as_float64(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.complex128) if t.is_complex() else t.to(torch.float64)
 
 
-def assert_close(actual, expected, what: str, rtol: float = 1e-4, atol: float = 1e-5, check_dtype: bool = False):
+def assert_close(actual, expected, what: str, rtol: float = 1e-4, atol: float = 1e-5, check_dtype: bool = False,
+                 mistakes=()):
     """Compare the student's `actual` with the grader's `expected` (tensor, number, or a tuple/list of them).
 
     Fails with e.g. "conv2d_naive with stride 2: wrong shape: got (2, 4, 3, 3)" or
-    "... wrong values: max abs error 0.37 (12 of 72 elements differ)".
+    "... wrong values: max abs error 0.37 (12 of 72 elements differ)"; when `actual` matches one of
+    `mistakes` (a sequence of Mistake) instead, with "<what>: <that mistake's explain>".
     """
+    if mistakes:
+        try:
+            assert_close(actual, expected, what, rtol=rtol, atol=atol, check_dtype=check_dtype)
+        except GradeFailure:
+            m = _matching_mistake(actual, mistakes, rtol, atol)
+            if m is None:
+                raise
+            fail(f"{what}: {m.explain}")
+        return
     if isinstance(expected, (tuple, list)):
         if not isinstance(actual, (tuple, list)):
             fail(f"{what}: wrong type: got {_describe_type(actual)}, expected a {type(expected).__name__}")
@@ -122,8 +166,21 @@ def _check_equal_tensors(actual, expected, what):
         fail(f"{what}: wrong values: {int((~same).sum())} of {same.numel()} elements differ")
 
 
-def assert_equal(actual, expected, what: str):
-    """Exact equality (tensors elementwise, after a shape check); the message shows only the student's value."""
+def assert_equal(actual, expected, what: str, mistakes=()):
+    """Exact equality (tensors elementwise, after a shape check); the message shows only the student's value.
+    With `mistakes`, as in assert_close (a mistake matches by exact equality)."""
+    if mistakes:
+        try:
+            assert_equal(actual, expected, what)
+        except GradeFailure:
+            for m in mistakes:
+                try:
+                    assert_equal(actual, m.output, what)
+                except GradeFailure:
+                    continue
+                fail(f"{what}: {m.explain}")
+            raise
+        return
     if isinstance(expected, torch.Tensor):
         if not isinstance(actual, torch.Tensor):
             fail(f"{what}: wrong type: got {_describe_type(actual)}, expected a torch.Tensor")

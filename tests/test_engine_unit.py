@@ -22,7 +22,7 @@ from autograder.notebook import SubmissionError, grade_id, merge, read_notebook,
 from autograder.plugin import INTERNAL_ERROR, GradingPlugin  # noqa: E402
 from autograder.proxy import REF, RemoteRef, StudentError, decode_result, encode_args  # noqa: E402
 from autograder.runner import GraderError, _run_suite  # noqa: E402
-from autograder.testing import GradeFailure, assert_close, assert_equal, check, fail, points  # noqa: E402
+from autograder.testing import GradeFailure, Mistake, assert_close, assert_equal, check, fail, points  # noqa: E402
 
 RELEASE = toy_kit.release_notebook()
 
@@ -173,6 +173,19 @@ def test_assert_close_compares_in_float64_and_accepts_what_is_close():
     assert_close((X, 3.0), (X, 3.0 + 1e-9), "a tuple of results")
     assert_close(torch.tensor(2.0), 2.0, "a 0-d tensor for a number")
     assert_close(torch.empty(2, 3, device="meta"), torch.empty(2, 3, device="meta"), "meta shapes")
+
+
+def test_a_known_mistake_is_named_and_other_errors_stay_precise():
+    X = torch.arange(6.0).reshape(2, 3)
+    flipped = Mistake(X.flip(-1), "your result equals the flipped kernel's (section 2)")
+    doubled = Mistake(2 * X, "you doubled it")
+    assert _message(assert_close, X.flip(-1), X, "f(X)", mistakes=[doubled, flipped]) == \
+        "f(X): your result equals the flipped kernel's (section 2)"
+    assert _message(assert_close, X + 1, X, "f(X)", mistakes=[flipped]) == \
+        "f(X): wrong values: max abs error 1 (6 of 6 elements differ)"
+    assert_close(X, X, "f(X)", mistakes=[Mistake(X, "never named: the answer is right")])
+    assert _message(assert_equal, 10, 5, "n", mistakes=[Mistake(10, "counted twice")]) == "n: counted twice"
+    assert _message(assert_equal, 11, 5, "n", mistakes=[Mistake(10, "counted twice")]) == "n: wrong value: got 11"
 
 
 def test_assert_equal_check_and_fail():

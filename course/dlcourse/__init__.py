@@ -11,6 +11,7 @@
 One idea per module, each short enough to read in one sitting:
 
     devices   where tensors live: device choice, moving batches, mixed precision, channels_last
+    runsize   how long a notebook trains: small (CPU), large (GPU), tiny (grader and CI)
     seed      reproducibility: seeds for every random number generator, deterministic mode
     data      MNIST / CIFAR-10 through torchvision, and offline stand-ins (digits, shapes)
     metrics   top-k accuracy, computed on the device without waiting for it
@@ -24,6 +25,7 @@ from dlcourse.data import DATA_DIR, DataLoaders, DatasetInfo, get_datasets, load
 from dlcourse.devices import amp_dtype, autocast, channels_last, get_device, loader_kwargs, set_cudnn_benchmark, to_device
 from dlcourse.metrics import accuracy, num_correct, topk_accuracy
 from dlcourse.plots import plot_history, show_feature_maps, show_filters, show_images
+from dlcourse.runsize import run_size
 from dlcourse.seed import seed_everything, seed_worker
 from dlcourse.training import (EarlyStopping, History, evaluate, fit, load_checkpoint, overfit_one_batch, predict,
                                save_checkpoint)
@@ -34,7 +36,7 @@ __all__ = [
     "DATA_DIR", "DataLoaders", "DatasetInfo", "EarlyStopping", "History", "accuracy", "amp_dtype", "autocast",
     "channels_last", "count_flops", "count_macs", "count_parameters", "evaluate", "fit", "get_datasets",
     "get_device", "layer_table", "load_checkpoint", "load_data", "loader_kwargs", "make_shapes", "num_correct",
-    "overfit_one_batch", "plot_history", "predict", "receptive_field", "save_checkpoint", "seed_everything",
+    "overfit_one_batch", "plot_history", "predict", "receptive_field", "run_size", "save_checkpoint", "seed_everything",
     "seed_worker", "set_cudnn_benchmark", "show_feature_maps", "show_filters", "show_images", "summary",
     "to_device", "topk_accuracy",
 ]
