@@ -17,12 +17,14 @@ One idea per module, each short enough to read in one sitting:
     metrics   top-k accuracy, computed on the device without waiting for it
     training  fit / evaluate / predict, checkpoints, early stopping, overfitting one batch
     anatomy   what a model costs: parameters, FLOPs, per-layer shapes, receptive field
+    gradcheck numerical gradient checks for backward passes you write yourself
     plots     training curves, image grids, filters, feature maps
     bench     `python -m dlcourse.bench`: fit against a hand-written loop
 """
 from dlcourse.anatomy import count_flops, count_macs, count_parameters, layer_table, receptive_field, summary
 from dlcourse.data import DATA_DIR, DataLoaders, DatasetInfo, get_datasets, load_data, make_shapes
 from dlcourse.devices import amp_dtype, autocast, channels_last, get_device, loader_kwargs, set_cudnn_benchmark, to_device
+from dlcourse.gradcheck import numerical_gradient, rel_error
 from dlcourse.metrics import accuracy, num_correct, topk_accuracy
 from dlcourse.plots import plot_history, show_feature_maps, show_filters, show_images
 from dlcourse.runsize import run_size
@@ -36,7 +38,7 @@ __all__ = [
     "DATA_DIR", "DataLoaders", "DatasetInfo", "EarlyStopping", "History", "accuracy", "amp_dtype", "autocast",
     "channels_last", "count_flops", "count_macs", "count_parameters", "evaluate", "fit", "get_datasets",
     "get_device", "layer_table", "load_checkpoint", "load_data", "loader_kwargs", "make_shapes", "num_correct",
-    "overfit_one_batch", "plot_history", "predict", "receptive_field", "run_size", "save_checkpoint", "seed_everything",
-    "seed_worker", "set_cudnn_benchmark", "show_feature_maps", "show_filters", "show_images", "summary",
-    "to_device", "topk_accuracy",
+    "numerical_gradient", "overfit_one_batch", "plot_history", "predict", "receptive_field", "rel_error",
+    "run_size", "save_checkpoint", "seed_everything", "seed_worker", "set_cudnn_benchmark", "show_feature_maps",
+    "show_filters", "show_images", "summary", "to_device", "topk_accuracy",
 ]
