@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dlcourse import devices
+from dlcourse import devices, distributed
 from dlcourse.devices import autocast, get_device, to_device
 from dlcourse.metrics import num_correct
 from dlcourse.seed import rng_state, set_rng_state
@@ -306,12 +306,18 @@ def _metric_names(ks) -> list:
     return ["acc" if k == 1 else f"top{k}" for k in ks]
 
 
-def _averages(loss_sum, correct, n, ks) -> dict:
+def _averages(loss_sum, correct, n, ks, *, all_processes=False) -> dict:
     """Read the device-side sums to Python in one synchronisation, then divide by n.
 
     The division happens in Python (float64) so that e.g. 59 correct out of 200 gives exactly 0.295.
+    all_processes: first add up the sums (and n) of every process of a data-parallel run, so that
+    each process records the metrics of the whole data set, not of its shard.
     """
-    sums = torch.cat([loss_sum.reshape(1).float(), correct.float()]).tolist()   # counts exact < 2**24
+    sums = torch.cat([loss_sum.reshape(1).double(), correct.double(),
+                      torch.tensor([n], dtype=torch.float64, device=loss_sum.device)])
+    if all_processes:
+        distributed.all_reduce_sum(sums)
+    *sums, n = sums.tolist()
     return {name: value / n for name, value in zip(["loss", *_metric_names(ks)], sums)}
 
 
@@ -345,7 +351,7 @@ def _run_epoch(net, data_iter, loss_fn, *, device, ks, amp=False, channels_last=
             bar.step(loss_sum, correct, n)
     if n == 0:
         raise ValueError("the data iterator yielded no batches")
-    return _averages(loss_sum, correct, n, ks)
+    return _averages(loss_sum, correct, n, ks, all_processes=distributed.is_distributed())
 
 
 def _make_update(net, optimizer, *, scaler=None, grad_clip=None, batch_scheduler=None):
@@ -555,13 +561,18 @@ def _batches(data_iter):
 
 
 def _fit_epoch(net, train_iter, val_iter, *, epoch, num_epochs, optimizer, loss_fn, update, device,
-               ks, amp, channels_last, progress):
-    """Train for one epoch, then validate; returns the epoch's History row."""
+               ks, amp, channels_last, progress, model=None):
+    """Train for one epoch, then validate; returns the epoch's History row.
+
+    model: what the training forward pass calls (net inside DistributedDataParallel when several
+    processes train together); validation calls net itself.
+    """
     lr = float(optimizer.param_groups[0]["lr"])
     start = time.perf_counter()
     bar = _ProgressBar(epoch, num_epochs, _batches(train_iter), ks) if progress else None
     net.train()
-    train = _run_epoch(net, train_iter, loss_fn, device=device, ks=ks, amp=amp,
+    distributed.set_epoch(train_iter, epoch)           # a sharded loader reshuffles per epoch
+    train = _run_epoch(net if model is None else model, train_iter, loss_fn, device=device, ks=ks, amp=amp,
                        channels_last=channels_last, update=update, bar=bar)
     row = {f"train_{k}": v for k, v in train.items()}
     if val_iter is not None:
@@ -609,6 +620,11 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
       the epoch after the saved one; with deterministic seeding the result is bit-identical
       to an uninterrupted run.
 
+    Several processes (launched by torchrun, after dl.distributed.setup(); see distributed.py):
+    net is trained inside DistributedDataParallel, the metrics are summed over all processes
+    (every process returns the same History), and only process 0 shows progress, writes
+    TensorBoard logs and saves checkpoints. Shard train_iter with dl.distributed.shard.
+
     The net ends in the mode (train/eval) it was in before; call net.eval() before using it for
     predictions by hand (or use predict / evaluate, which do).
 
@@ -622,6 +638,9 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
     net.to(device)
     if channels_last:
         devices.channels_last(net)
+    model = distributed.wrap(net, device)                 # net itself in a single process
+    main_process = distributed.is_main_process()
+    progress = progress and main_process
     optimizer = _make_optimizer(net, optimizer, lr)
     _check_scheduler(scheduler, optimizer, scheduler_interval)
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
@@ -640,20 +659,20 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
         if done >= num_epochs and progress:
             print(f"{checkpoint_path} already holds {done} epochs (num_epochs={num_epochs}): nothing to do")
 
-    tensorboard = _TensorBoardLog(log_dir) if log_dir is not None else None
+    tensorboard = _TensorBoardLog(log_dir) if log_dir is not None and main_process else None
     was_training = net.training
     try:
         for epoch in range(done + 1, num_epochs + 1):
             row = _fit_epoch(net, train_iter, val_iter, epoch=epoch, num_epochs=num_epochs,
                              optimizer=optimizer, loss_fn=loss_fn, update=update, device=device,
-                             ks=ks, amp=amp, channels_last=channels_last, progress=progress)
+                             ks=ks, amp=amp, channels_last=channels_last, progress=progress, model=model)
             history.append(row)
             if tensorboard is not None:
                 tensorboard.log(epoch, row)
             if scheduler is not None and scheduler_interval == "epoch":
                 _step_epoch_scheduler(scheduler, row)
             stop = any([bool(fn(epoch, history, net)) for fn in callback_fns])   # all of them run
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and main_process:
                 save_checkpoint(checkpoint_path, net, optimizer, scheduler, epoch, history,
                                 generators=generators, scaler=scaler)
             if stop:
