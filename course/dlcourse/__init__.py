@@ -17,6 +17,7 @@ One idea per module, each short enough to read in one sitting:
     metrics   top-k accuracy, computed on the device without waiting for it
     training  fit / evaluate / predict, checkpoints, early stopping, overfitting one batch
     anatomy   what a model costs: parameters, FLOPs, per-layer shapes, receptive field
+    device_data  small data sets held on the device, augmented there in batches
     distributed  data-parallel training on several processes (torchrun, DistributedDataParallel)
     gradcheck numerical gradient checks for backward passes you write yourself
     plots     training curves, image grids, filters, feature maps
@@ -25,6 +26,7 @@ One idea per module, each short enough to read in one sitting:
 from dlcourse import distributed
 from dlcourse.anatomy import count_flops, count_macs, count_parameters, layer_table, receptive_field, summary
 from dlcourse.data import DATA_DIR, DataLoaders, DatasetInfo, get_datasets, load_data, make_shapes
+from dlcourse.device_data import DeviceLoader, random_crop_flip
 from dlcourse.devices import amp_dtype, autocast, channels_last, get_device, loader_kwargs, set_cudnn_benchmark, to_device
 from dlcourse.gradcheck import numerical_gradient, rel_error
 from dlcourse.metrics import accuracy, num_correct, topk_accuracy
@@ -37,10 +39,11 @@ from dlcourse.training import (EarlyStopping, History, evaluate, fit, load_check
 __version__ = "0.1.0"
 
 __all__ = [
-    "DATA_DIR", "DataLoaders", "DatasetInfo", "EarlyStopping", "History", "accuracy", "amp_dtype", "autocast",
-    "channels_last", "count_flops", "count_macs", "count_parameters", "distributed", "evaluate", "fit",
-    "get_datasets", "get_device", "layer_table", "load_checkpoint", "load_data", "loader_kwargs", "make_shapes",
-    "num_correct", "numerical_gradient", "overfit_one_batch", "plot_history", "predict", "receptive_field",
-    "rel_error", "run_size", "save_checkpoint", "seed_everything", "seed_worker", "set_cudnn_benchmark",
-    "show_feature_maps", "show_filters", "show_images", "summary", "to_device", "topk_accuracy",
+    "DATA_DIR", "DataLoaders", "DatasetInfo", "DeviceLoader", "EarlyStopping", "History", "accuracy",
+    "amp_dtype", "autocast", "channels_last", "count_flops", "count_macs", "count_parameters", "distributed",
+    "evaluate", "fit", "get_datasets", "get_device", "layer_table", "load_checkpoint", "load_data",
+    "loader_kwargs", "make_shapes", "num_correct", "numerical_gradient", "overfit_one_batch", "plot_history",
+    "predict", "random_crop_flip", "receptive_field", "rel_error", "run_size", "save_checkpoint",
+    "seed_everything", "seed_worker", "set_cudnn_benchmark", "show_feature_maps", "show_filters", "show_images",
+    "summary", "to_device", "topk_accuracy",
 ]

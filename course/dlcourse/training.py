@@ -265,13 +265,14 @@ def load_checkpoint(path, net, optimizer=None, scheduler=None, map_location="cpu
 
 
 def _generators_of(data_iter) -> list:
-    """The torch.Generators that decide a DataLoader's shuffling (loader's and sampler's)."""
+    """The torch.Generators that decide a DataLoader's shuffling (loader's and sampler's), and a
+    DeviceLoader's order and augmentation."""
     found = []
     batch_sampler = getattr(data_iter, "batch_sampler", None)
     for owner in (data_iter, getattr(data_iter, "sampler", None), getattr(batch_sampler, "sampler", None)):
-        gen = getattr(owner, "generator", None)
-        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
-            found.append(gen)
+        for gen in (getattr(owner, "generator", None), getattr(owner, "augment_generator", None)):
+            if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+                found.append(gen)
     return found
 
 
