@@ -12,6 +12,7 @@ One idea per module, each short enough to read in one sitting:
 
     devices   where tensors live: device choice, moving batches, mixed precision, channels_last
     runsize   how long a notebook trains: small (CPU), large (GPU), tiny (grader and CI)
+    runs      a run registry: config, git commit, metrics and weights of every run, as a table
     seed      reproducibility: seeds for every random number generator, deterministic mode
     data      MNIST / CIFAR-10 through torchvision, and offline stand-ins (digits, shapes)
     metrics   top-k accuracy, computed on the device without waiting for it
@@ -31,6 +32,8 @@ from dlcourse.devices import amp_dtype, autocast, channels_last, get_device, loa
 from dlcourse.gradcheck import numerical_gradient, rel_error
 from dlcourse.metrics import accuracy, num_correct, topk_accuracy
 from dlcourse.plots import plot_history, show_feature_maps, show_filters, show_images
+from dlcourse import runs
+from dlcourse.runs import format_runs, list_runs, start_run
 from dlcourse.runsize import run_size
 from dlcourse.seed import seed_everything, seed_worker
 from dlcourse.training import (EarlyStopping, History, evaluate, fit, load_checkpoint, overfit_one_batch, predict,
@@ -41,9 +44,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DATA_DIR", "DataLoaders", "DatasetInfo", "DeviceLoader", "EarlyStopping", "History", "accuracy",
     "amp_dtype", "autocast", "channels_last", "count_flops", "count_macs", "count_parameters", "distributed",
-    "evaluate", "fit", "get_datasets", "get_device", "layer_table", "load_checkpoint", "load_data",
-    "loader_kwargs", "make_shapes", "num_correct", "numerical_gradient", "overfit_one_batch", "plot_history",
-    "predict", "random_crop_flip", "receptive_field", "rel_error", "run_size", "save_checkpoint",
-    "seed_everything", "seed_worker", "set_cudnn_benchmark", "show_feature_maps", "show_filters", "show_images",
-    "summary", "to_device", "topk_accuracy",
+    "evaluate", "fit", "format_runs", "get_datasets", "get_device", "layer_table", "list_runs",
+    "load_checkpoint", "load_data", "loader_kwargs", "make_shapes", "num_correct", "numerical_gradient",
+    "overfit_one_batch", "plot_history", "predict", "random_crop_flip", "receptive_field", "rel_error",
+    "run_size", "runs", "save_checkpoint", "seed_everything", "seed_worker", "set_cudnn_benchmark",
+    "show_feature_maps", "show_filters", "show_images", "start_run", "summary", "to_device", "topk_accuracy",
 ]
