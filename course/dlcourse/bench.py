@@ -2,7 +2,8 @@
 
     python -m dlcourse.bench                 # LeNet-5 on the CPU, about 30 s
     python -m dlcourse.bench --quick         # a few seconds (the test suite runs this)
-    python -m dlcourse.bench --device cuda   # also: ResNet-18 fp32 vs AMP + channels_last on the GPU
+    python -m dlcourse.bench --device cuda   # also: ResNet-18 on the GPU, fp32 against data on the
+                                             # device, AMP, channels_last and torch.compile
 
 The same LeNet-5 is trained on the same in-memory data (a TensorDataset of random 1x32x32
 images, batch 128) with the same seed, once by `fit` and once by the minimal loop below. Both
@@ -124,30 +125,49 @@ def _sync(device):
         torch.cuda.synchronize(device)     # GPU work is asynchronous: wait before reading the clock
 
 
-def compare_amp(device, num_batches, batch_size, image_size=224):
-    """ResNet-18 on 3 x image_size x image_size inputs: images/s in fp32 and with AMP + channels_last.
+SPEEDUPS = ("fp32", "fp32, data on device", "amp", "amp+channels_last", "amp+channels_last+compile")
 
-    Both are trained with `fit` on the same batch, already on the device, so that the model and
-    not the data pipeline is timed. Returns {"fp32": images/s, "amp+channels_last": images/s}.
+
+def compare_speedups(device, num_batches, batch_size, image_size=224, compile=True):
+    """ResNet-18 on 3 x image_size x image_size inputs, images/s for each speed-up, one at a time:
+
+    - "fp32": the baseline, batches from a DataLoader over tensors in host memory (pinned on CUDA)
+    - "fp32, data on device": the same data held on the device (DeviceLoader): no per-example
+      Python loop, no host-to-device copies
+    - "amp": + mixed precision (bfloat16 autocast; float16 + GradScaler on older GPUs)
+    - "amp+channels_last": + NHWC memory layout (tensor-core convolutions prefer it)
+    - "amp+channels_last+compile": + torch.compile (kernel fusion; compile time excluded)
+
+    All are trained with `fit`, each after a warm-up epoch (cuDNN autotuning, compilation).
+    Returns {name: images/s} in that order (without compile when compile=False).
     """
+    from torch.utils.data import TensorDataset
     from torchvision.models import resnet18
 
+    from dlcourse.device_data import DeviceLoader
+    from dlcourse.devices import loader_kwargs
+
     device = torch.device(device)
-    X, y = synthetic_images(batch_size, shape=(3, image_size, image_size), num_classes=1000)
-    batches = [(X.to(device), y.to(device))] * num_batches
+    X, y = synthetic_images(num_batches * batch_size, shape=(3, image_size, image_size), num_classes=1000)
+    host = DataLoader(TensorDataset(X, y), batch_size=batch_size, **loader_kwargs(device))
+    on_device = DeviceLoader(X, y, batch_size, device=device)
     previous = set_cudnn_benchmark(True)
     speeds = {}
     try:
-        for name, fast in (("fp32", False), ("amp+channels_last", True)):
+        for name in SPEEDUPS if compile else SPEEDUPS[:-1]:
             seed_everything(0)
-            net = resnet18(weights=None)
+            net = resnet18(weights=None).to(device)
+            fast = name.startswith("amp")
+            if name.endswith("compile"):
+                net = torch.compile(net)
             optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
             kwargs = dict(num_epochs=1, optimizer=optimizer, device=device, amp=fast,
-                          channels_last=fast, progress=False)
-            fit(net, batches[:3], **kwargs)                      # warm-up (cuDNN autotuning)
+                          channels_last="channels_last" in name, progress=False)
+            data = host if name == "fp32" else on_device
+            fit(net, data, **kwargs)                             # warm-up
             _sync(device)
             start = time.perf_counter()
-            fit(net, batches, **kwargs)                          # ends by reading the sums: a sync
+            fit(net, data, **kwargs)                             # ends by reading the sums: a sync
             _sync(device)
             speeds[name] = num_batches * batch_size / (time.perf_counter() - start)
     finally:
@@ -158,7 +178,8 @@ def compare_amp(device, num_batches, batch_size, image_size=224):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlcourse.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                        help="cuda: also compare fp32 with AMP + channels_last on ResNet-18")
+                        help="cuda: also compare fp32 with data on the device, AMP, channels_last and "
+                             "torch.compile on ResNet-18")
     parser.add_argument("--quick", action="store_true", help="tiny run to check that it works")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for torch (default 1: multi-threaded kernels slow down "
@@ -179,11 +200,11 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s)")
     if device.type == "cuda":
         n, bs = (3, 16) if args.quick else (20, 128)
-        speeds = compare_amp(device, n, bs)
-        print(f"ResNet-18, 3x224x224, batch {bs}, {torch.cuda.get_device_name(device)}:")
+        speeds = compare_speedups(device, n, bs)
+        print(f"ResNet-18, 3x224x224, batch {bs}, {torch.cuda.get_device_name(device)} "
+              f"(each row adds one speed-up to the row above; ratio against fp32):")
         for name, ips in speeds.items():
-            print(f"  {name:18s} {ips:9.1f} images/s")
-        print(f"  AMP + channels_last speed-up: {speeds['amp+channels_last'] / speeds['fp32']:.2f}x")
+            print(f"  {name:27s} {ips:9.1f} images/s  {ips / speeds['fp32']:5.2f}x")
 
     fit_ips, hand_ips, ratios, identical = compare_fit_and_hand_loop(num_batches, rounds)
     print(f"LeNet-5, 1x32x32, batch {BATCH_SIZE}, CPU, {num_batches} batches per run, "
