@@ -31,7 +31,9 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -74,7 +76,75 @@ class Submission:
 
 
 def _notebooks(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*.ipynb") if p.is_file() and not p.name.startswith("."))
+    """The notebooks in `folder`, symlinks included (so that they are refused, not silently skipped)."""
+    return sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith(".")
+                  and (p.is_symlink() or p.is_file()))
+
+
+MAX_ENTRIES = 10_000      # entries looked at in one student's folder
+
+
+def refusal(path: Path, student_root: Path) -> str | None:
+    """Why a student's hand-in at `path` (a notebook, or their folder) is refused, or None.
+
+    The grader runs as root on a grading server: a symlink in a submission (to a solution notebook,
+    a hidden suite or another student's folder) would make it read, grade and copy that file, and a
+    FIFO or device would hang or confuse it. Only real folders and regular files are accepted,
+    looked at without following any link.
+    """
+    def rel(p: Path) -> str:
+        return str(p.relative_to(student_root.parent)) if p.is_relative_to(student_root.parent) else p.name
+
+    def why(p: Path, st) -> str | None:
+        if stat.S_ISLNK(st.st_mode):
+            return f"{rel(p)} is a symbolic link"
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return f"{rel(p)} is not a regular file"
+        return None
+
+    chain = [student_root, *reversed([q for q in path.parents if q.is_relative_to(student_root)
+                                      and q != student_root]), path]
+    for p in dict.fromkeys(chain):
+        try:
+            reason = why(p, os.lstat(p))
+        except OSError as e:
+            reason = f"{rel(p)} cannot be read ({e.strerror})"
+        if reason:
+            return f"submission refused: {reason}; hand in the notebook itself, as a regular file"
+    if path.is_dir():
+        seen = 0
+        for top, dirs, files in os.walk(path, followlinks=False):
+            for name in [*dirs, *files]:
+                seen += 1
+                if seen > MAX_ENTRIES:
+                    return f"submission refused: more than {MAX_ENTRIES} files in {rel(path)}"
+                try:
+                    reason = why(Path(top) / name, os.lstat(Path(top) / name))
+                except OSError as e:
+                    reason = f"{rel(Path(top) / name)} cannot be read ({e.strerror})"
+                if reason:
+                    return f"submission refused: {reason}; hand in the notebook itself, as a regular file"
+    return None
+
+
+def read_submission(path: Path, max_bytes: int = 512 * 2**20) -> bytes:
+    """A submitted notebook's bytes, opened without following a symlink (ValueError if it is not a
+    regular file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{path.name} is larger than {max_bytes >> 20} MB")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > max_bytes:
+                raise ValueError(f"{path.name} is larger than {max_bytes >> 20} MB")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def find_submissions(directory: str | Path, assignment: str, notebook_name: str) -> list[Submission]:
@@ -93,7 +163,8 @@ def find_submissions(directory: str | Path, assignment: str, notebook_name: str)
         directory = directory / "submitted"
     subs: dict[str, Submission] = {}
     for path in _notebooks(directory):
-        subs[path.stem] = Submission(path.stem, path)
+        refused = refusal(path, path)
+        subs[path.stem] = Submission(path.stem, None if refused else path, refused or "")
     for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
         if folder.name.startswith(".") or folder.name == "__pycache__":
             continue
@@ -102,6 +173,10 @@ def find_submissions(directory: str | Path, assignment: str, notebook_name: str)
             raise LayoutError(f"student {student!r} has both {student}.ipynb and a folder {student}/ "
                               f"in {directory}; keep one")
         adir = folder / assignment
+        refused = refusal(adir, folder) if (folder.is_symlink() or adir.is_symlink() or adir.is_dir()) else None
+        if refused:
+            subs[student] = Submission(student, None, refused)
+            continue
         found = _notebooks(adir) if adir.is_dir() else []
         preferred = [p for p in found if p.name == notebook_name]
         if preferred or len(found) == 1:
@@ -118,11 +193,7 @@ def find_submissions(directory: str | Path, assignment: str, notebook_name: str)
 # Fingerprints: what a stored grade depends on
 # ---------------------------------------------------------------------------------------------
 def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return hashlib.sha256(read_submission(Path(path))).hexdigest()
 
 
 def suite_fingerprint(assignment) -> str:
@@ -395,8 +466,14 @@ class Batch:
     def grade_one(self, sub: Submission) -> tuple[str, dict, Path | None]:
         """-> (outcome, result, executed notebook or None); outcome in graded/skipped/failed/missing."""
         if sub.path is None:
-            return "missing", self.stamp(self.placeholder(sub.reason), sub, None, "missing", 0.0), None
-        sha = sha256_file(sub.path)
+            status = "refused" if sub.reason.startswith("submission refused") else "missing"
+            return "missing", self.stamp(self.placeholder(sub.reason), sub, None, status, 0.0), None
+        try:
+            data = read_submission(sub.path)        # never through a symlink, whatever changed since
+        except (OSError, ValueError) as e:
+            reason = f"submission refused: {getattr(e, 'strerror', None) or e}"
+            return "missing", self.stamp(self.placeholder(reason), sub, None, "refused", 0.0), None
+        sha = hashlib.sha256(data).hexdigest()
         prev = _previous(self.out / f"{sub.student}.json")
         if (not self.force and prev is not None and prev.get("submission_sha256") == sha
                 and prev.get("suite_fingerprint") == self.fingerprint):
@@ -404,8 +481,17 @@ class Batch:
         tmp_dir = self.out / ".tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         executed = tmp_dir / f"{sub.student}-{uuid.uuid4().hex}.ipynb"
-        result, reason, seconds = run_grader(self.name, sub.path, executed, root=self.root,
-                                             timeout=self.timeout, children=self.children)
+        private = tmp_dir / f"{sub.student}-{uuid.uuid4().hex}"   # the grader reads the bytes checked above
+        private.mkdir(mode=0o700)
+        copy = private / sub.path.name
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            result, reason, seconds = run_grader(self.name, copy, executed, root=self.root,
+                                                 timeout=self.timeout, children=self.children)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
         if result is None:
             executed.unlink(missing_ok=True)
             return "failed", self.stamp(self.placeholder(reason), sub, sha, "grader-failed", seconds), None
@@ -471,7 +557,10 @@ class Batch:
             except Exception:  # noqa: BLE001 - an unreadable notebook: every answer counts as given
                 answered = None
         stamp_file = sub.folder / "timestamp.txt" if sub.folder else None
-        timestamp = stamp_file.read_text().strip() if stamp_file and stamp_file.is_file() else None
+        try:
+            timestamp = read_submission(stamp_file, 4096).decode().strip() if stamp_file else None
+        except (OSError, ValueError):       # none, a symlink, or not text: no timestamp
+            timestamp = None
         nbg.record(gb, self.name, sub.student, result, release_nb=self.release_nb,
                    notebook_id=self.notebook_id, answered_nb=answered, timestamp=timestamp, ensure=False)
         if graded_nb is not None:
@@ -539,7 +628,10 @@ class Batch:
         tmp = self.out / ".tmp"
         if tmp.is_dir():
             for p in tmp.iterdir():
-                p.unlink(missing_ok=True)
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
             try:
                 tmp.rmdir()
             except OSError:

@@ -158,7 +158,7 @@ def isolation_mode() -> str:
     return _MODE
 
 
-_NS_FLAGS = ["--net", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+_NS_FLAGS = ["--net", "--mount", "--pid", "--ipc", "--uts", "--fork", "--kill-child", "--propagation", "private"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -247,3 +247,47 @@ def test_student_twice_is_a_clear_error(tmp_path):
     write(tmp_path / "ann" / "a" / "a.ipynb", "")
     with pytest.raises(batch.LayoutError, match="ann"):
         batch.find_submissions(tmp_path, "a", "a.ipynb")
+
+
+def test_symlinks_and_special_files_are_refused_and_the_batch_goes_on(fake, tmp_path):
+    """A submission that is (or contains) a symlink, or anything that is not a regular file, is never
+    read: the grader runs as root and would otherwise grade the solution, a hidden suite or another
+    student's notebook. Each such student gets 0 with the reason; the others are graded as usual."""
+    secret = write(tmp_path / "instructor" / "solution.ipynb", "pass=test_add_small,test_add_large,test_mul")
+    subs = tmp_path / "submitted"
+    write(subs / "ann" / "toyfake" / "toyfake.ipynb", "pass=test_mul")
+    (subs / "bob" / "toyfake").mkdir(parents=True)
+    (subs / "bob" / "toyfake" / "toyfake.ipynb").symlink_to(secret)               # the solution
+    (subs / "cid").symlink_to(subs / "ann")                                        # another student's folder
+    write(subs / "dee" / "other" / "x.ipynb", "")
+    (subs / "dee" / "toyfake").symlink_to(secret.parent)                           # the assignment folder
+    write(subs / "eli" / "toyfake" / "toyfake.ipynb", "pass=test_mul")
+    os.mkfifo(subs / "eli" / "toyfake" / "data.fifo")                              # would hang a reader
+    write(subs / "fay" / "toyfake" / "toyfake.ipynb", "pass=test_mul")
+    (subs / "fay" / "toyfake" / "timestamp.txt").symlink_to("/etc/shadow")
+    (subs / "gil.ipynb").symlink_to(secret)                                         # flat layout
+    out = tmp_path / "grades"
+    report = run(fake, subs, out)
+
+    refused = {"bob": "bob/toyfake/toyfake.ipynb is a symbolic link", "cid": "cid is a symbolic link",
+               "dee": "dee/toyfake is a symbolic link", "eli": "data.fifo is not a regular file",
+               "fay": "timestamp.txt is a symbolic link", "gil": "gil.ipynb is a symbolic link"}
+    assert sorted(report.results) == ["ann", *sorted(refused)]
+    rows = {r["student"]: r for r in read_csv(out / "gradebook.csv")}
+    assert float(rows["ann"]["score"]) == fakes.expected_score({"test_mul"}) and rows["ann"]["status"] == "graded"
+    for student, why in refused.items():
+        assert float(rows[student]["score"]) == 0.0, student
+        assert rows[student]["status"] == "refused", student
+        assert "submission refused" in rows[student]["errors"] and why in rows[student]["errors"], rows[student]
+    started = [line[1] for line in fakes.log_lines(tmp_path, "start")]
+    assert started == ["toyfake"], started                   # only ann's notebook reached a grader
+    assert not (out / "executed" / "bob.ipynb").exists()
+
+
+def test_a_notebook_swapped_for_a_symlink_after_discovery_is_not_read(tmp_path):
+    nb = write(tmp_path / "ann.ipynb", "")
+    (sub,) = batch.find_submissions(tmp_path, "a", "a.ipynb")
+    nb.unlink()
+    nb.symlink_to("/etc/passwd")
+    with pytest.raises(OSError):
+        batch.read_submission(sub.path)

@@ -200,3 +200,44 @@ def test_without_namespaces_grading_still_works_and_kills_the_kernels_children(t
     assert details["isolation"] == "none"
     assert result["score"] == result["max_score"] == 7.0, result
     assert _processes_with("654.3") == []
+
+
+SHM_PROBE = textwrap.dedent("""
+    import ctypes, json, os, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    key = 0x7d1c0de
+    out = {"ipc": os.readlink("/proc/self/ns/ipc"), "uts": os.readlink("/proc/self/ns/uts")}
+    if sys.argv[1] == "create":
+        shm = libc.shmget(key, 4096, 0o1666)               # IPC_CREAT | rw for everyone
+        addr = libc.shmat(shm, None, 0)
+        ctypes.memmove(addr, b"answers of the previous student", 31)
+        out["created"] = shm >= 0
+    else:
+        shm = libc.shmget(key, 0, 0o666)
+        out["found"] = shm >= 0
+        if shm >= 0:
+            out["read"] = ctypes.string_at(libc.shmat(shm, None, 0), 31).decode()
+    print(json.dumps(out))
+""")
+
+
+def _run_in_sandbox(code: str, *args: str) -> dict:
+    with Sandbox(Limits(memory_mb=512), hide=[REPO], keep=_kernel_needs()) as sandbox:
+        proc = subprocess.run(sandbox.command([sys.executable, "-c", code, *args]), env=sandbox.kernel_env(),
+                              cwd=sandbox.home, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(isolation_mode() == "none", reason="needs namespaces")
+def test_system_v_shared_memory_does_not_outlive_a_grading():
+    """A System V segment is not freed when its creator exits: in the host's IPC namespace it would be
+    read by the next submission. Each kernel gets its own IPC (and UTS) namespace."""
+    first = _run_in_sandbox(SHM_PROBE, "create")
+    second = _run_in_sandbox(SHM_PROBE, "look")
+    assert first["created"] is True
+    assert second["found"] is False, second
+    assert os.readlink("/proc/self/ns/ipc") not in (first["ipc"], second["ipc"])   # (ids are reused once freed)
+    assert first["uts"] != os.readlink("/proc/self/ns/uts")
+    assert f"{0x7d1c0de:10d}" not in Path("/proc/sysvipc/shm").read_text()      # nothing left on the host
