@@ -29,9 +29,21 @@ c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
 # The default exchange (/srv/nbgrader/exchange) needs root to create; this one any user can write.
 c.Exchange.root = str(ROOT / "exchange")
 
-# A stuck cell (an infinite loop, a huge download) fails after this many seconds instead of
-# hanging the whole batch.
-c.Execute.timeout = 300
+# Our grader's settings (autograder/settings.py lists every one and its default; the command line
+# overrides them: `python -m autograder grade ... --cell-timeout 300 --memory 4096 --run-size tiny`).
+# Uncomment to change one for the whole course:
+# c.Autograder.cell_timeout = 120        # seconds per notebook cell (a stuck cell fails, the batch goes on)
+# c.Autograder.call_timeout = 60         # seconds per call of a student function by a hidden test
+# c.Autograder.total_timeout = 900       # seconds for the whole notebook
+# c.Autograder.memory_mb = 2048          # memory of all a submission's processes
+# c.Autograder.gpu = False               # let the kernel see CUDA devices
+# c.Autograder.run_size = None           # "tiny": DLCOURSE_RUN_SIZE=tiny, smoke-sized demonstrations
+# c.Autograder.workers = 2               # submissions graded at once (default: half the CPU cores)
+
+# nbgrader's own autograde stops a stuck cell after the same per-cell time as our grader.
+from autograder.settings import Settings  # noqa: E402
+
+c.Execute.timeout = int(Settings().replace(dict(c.Autograder)).limits.cell_timeout)
 c.Execute.interrupt_on_timeout = True
 
 # Students see this stub where the solution was.

@@ -48,12 +48,12 @@ import nbformat
 from tqdm import tqdm
 
 from autograder import feedback
+from autograder.settings import Settings
 
 # A command to run instead of `python -m autograder` for each submission (tests point it at a fake
 # single grader); split like a shell command line, then given "grade <a> <nb> --json ...".
 GRADER_ENV = "AUTOGRADER_GRADER_CMD"
 NO_SUBMISSION = "no submission found"
-DEFAULT_TIMEOUT = 3600.0      # seconds per submission; the runner's own limits are much tighter
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,8 +291,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_grader(assignment: str, notebook: Path, executed: Path, *, root: str | None,
-               timeout: float, children: Children | None = None) -> tuple[dict | None, str, float]:
-    """Grade one notebook in a subprocess.
+               timeout: float, children: Children | None = None,
+               settings: Settings | None = None) -> tuple[dict | None, str, float]:
+    """Grade one notebook in a subprocess, under `settings` (passed whole as --settings JSON).
 
     Returns (result or None, reason when None, seconds). The subprocess leads its own process group
     (killed whole on timeout) and dies with the batch (AUTOGRADER_PARENT_PID, see cli.py).
@@ -300,6 +301,8 @@ def run_grader(assignment: str, notebook: Path, executed: Path, *, root: str | N
     cmd = grader_command() + ["grade", assignment, str(notebook), "--json", "--executed", str(executed)]
     if root is not None:
         cmd += ["--root", str(root)]
+    if settings is not None:
+        cmd += ["--settings", settings.to_json()]
     env = dict(os.environ, AUTOGRADER_PARENT_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -419,18 +422,26 @@ def _previous(path: Path) -> dict | None:
 class Batch:
     """One run of the batch grader (see `grade_directory`, which makes and runs one)."""
 
-    def __init__(self, assignment, directory, *, out=None, workers=1, force=False,
-                 course_dir=None, root=None, timeout=DEFAULT_TIMEOUT, progress=True,
+    def __init__(self, assignment, directory, *, out=None, settings: Settings | None = None, workers=None,
+                 force=False, course_dir=None, root=None, timeout=None, progress=True,
                  placeholder_tests=None):
+        """settings: limits and batch options (default Settings(workers=1)); `workers` and `timeout`
+        (seconds per submission) override the settings' values."""
         self.a = assignment
         self.name = assignment.name
         self.directory = Path(directory)
         self.out = Path(out) if out is not None else Path("grades") / self.name
-        self.workers = max(1, int(workers))
+        settings = settings if settings is not None else Settings(workers=1)
+        if workers is not None:
+            settings = settings.replace(workers=max(1, int(workers)))
+        if timeout is not None:
+            settings = settings.replace(submission_timeout=timeout)
+        self.settings = settings
+        self.workers = settings.workers
         self.force = force
         self.course_dir = Path(course_dir) if course_dir is not None else None
         self.root = root
-        self.timeout = timeout
+        self.timeout = settings.submission_timeout
         self.progress = progress
         self.release_path = Path(assignment.release_notebook)
         self.release_nb = nbformat.read(str(self.release_path), as_version=4)
@@ -489,7 +500,8 @@ class Batch:
             f.write(data)
         try:
             result, reason, seconds = run_grader(self.name, copy, executed, root=self.root,
-                                                 timeout=self.timeout, children=self.children)
+                                                 timeout=self.timeout, children=self.children,
+                                                 settings=self.settings)
         finally:
             shutil.rmtree(private, ignore_errors=True)
         if result is None:

@@ -24,8 +24,8 @@ import nbformat
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _grade_one(assignment: str, notebook: Path) -> tuple[dict | None, float, str]:
-    cmd = [sys.executable, "-m", "autograder", "grade", assignment, str(notebook), "--json"]
+def _grade_one(assignment: str, notebook: Path, settings: list[str]) -> tuple[dict | None, float, str]:
+    cmd = [sys.executable, "-m", "autograder", "grade", assignment, str(notebook), "--json", *settings]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
@@ -35,8 +35,9 @@ def _grade_one(assignment: str, notebook: Path) -> tuple[dict | None, float, str
         return None, wall, (proc.stderr.strip().splitlines() or ["no output"])[-1]
 
 
-def _batch(assignment: str, folder: Path, out: Path, workers: int) -> tuple[float, dict[str, str]]:
-    cmd = [sys.executable, "-m", "autograder", "grade", assignment, str(folder), "--workers", str(workers),
+def _batch(assignment: str, folder: Path, out: Path, workers: int,
+           settings: list[str]) -> tuple[float, dict[str, str]]:
+    cmd = [sys.executable, "-m", "autograder", "grade", assignment, str(folder), *settings, "--workers", str(workers),
            "--force", "--no-gradebook", "--no-progress", "--out", str(out)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -57,8 +58,10 @@ def _pick(assignment: str | None) -> str | None:
     return with_bank[0] if with_bank else None
 
 
-def main(assignment: str | None = None, n: int = 8, out: Path | None = None) -> int:
+def main(assignment: str | None = None, n: int = 8, out: Path | None = None, settings=None) -> int:
+    """settings: autograder.settings.Settings for every grading (default: the course's)."""
     from autograder.demo import load_demo_cases
+    flags = ["--settings", settings.to_json()] if settings is not None else []
     name = _pick(assignment)
     if name is None:
         print(f"bench: no assignment with a bank of sample submissions"
@@ -89,7 +92,7 @@ def main(assignment: str | None = None, n: int = 8, out: Path | None = None) -> 
               f"{'suite s':>7} {'overhead s':>10}")
         overheads = []
         for kind in built:
-            result, wall, err = _grade_one(name, single / f"{kind}.ipynb")
+            result, wall, err = _grade_one(name, single / f"{kind}.ipynb", flags)
             if result is None:
                 print(f"{kind:<10} grader failed: {err}")
                 continue
@@ -108,8 +111,8 @@ def main(assignment: str | None = None, n: int = 8, out: Path | None = None) -> 
         kinds = list(built)
         for i in range(n):
             (many / f"student{i + 1:02d}.ipynb").write_bytes(built[kinds[i % len(kinds)]])
-        w1, s1 = _batch(name, many, out / "w1", 1)
-        w2, s2 = _batch(name, many, out / "w2", 2)
+        w1, s1 = _batch(name, many, out / "w1", 1, flags)
+        w2, s2 = _batch(name, many, out / "w2", 2, flags)
         print(f"batch of {n}: --workers 1 {w1:.1f} s, --workers 2 {w2:.1f} s, ratio {w2 / w1:.2f} "
               f"({'same' if s1 == s2 else 'DIFFERENT'} scores)")
         return 0 if s1 == s2 else 1

@@ -66,13 +66,23 @@ def cmd_grade(args) -> int:
     return _grade_one(args, path)
 
 
+def _settings(args):
+    from autograder.settings import SettingsError, from_args
+    try:
+        return from_args(args)
+    except SettingsError as e:
+        raise UsageError(str(e)) from None
+
+
 def _grade_one(args, path: Path) -> int:
     _die_with_parent()
     assignment = _assignment(args.assignment, args.root)
+    settings = _settings(args)
     from autograder.runner import grade_notebook
     details: dict = {}
     try:
-        result = grade_notebook(assignment, path, executed_path=args.executed, details=details)
+        result = grade_notebook(assignment, path, limits=settings.limits, executed_path=args.executed,
+                                details=details)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - the grader itself failed: one line (contract), no traceback
@@ -123,6 +133,7 @@ def _grade_directory(args, path: Path) -> int:
     from autograder import batch
     from autograder.batch import suite_tests
     assignment = _assignment(args.assignment, args.root)
+    settings = _settings(args)
     if not Path(assignment.release_notebook).is_file():
         raise UsageError(f"release notebook {assignment.release_notebook} is missing "
                          f"(run `python -m autograder release {assignment.name}`)")
@@ -130,8 +141,8 @@ def _grade_directory(args, path: Path) -> int:
                                                  else course_root_of(path))
     out = Path(args.out) if args.out else Path("grades") / assignment.name
     try:
-        report = batch.grade_directory(assignment, path, out=out, workers=args.workers, force=args.force,
-                                       course_dir=course_dir, root=args.root, timeout=args.timeout,
+        report = batch.grade_directory(assignment, path, out=out, settings=settings, force=args.force,
+                                       course_dir=course_dir, root=args.root,
                                        progress=not args.no_progress, placeholder_tests=suite_tests)
     except batch.LayoutError as e:
         raise UsageError(str(e)) from None
@@ -175,15 +186,20 @@ def cmd_bundle(args) -> int:
 
 def cmd_demo(args) -> int:
     from autograder import demo
-    return demo.main(out=Path(args.out), workers=args.workers, release=not args.no_release)
+    settings = _settings(args)
+    if args.setting_run_size is None:
+        settings = settings.replace(run_size="tiny")     # the demo's notebooks run smoke-sized demonstrations
+    return demo.main(out=Path(args.out), settings=settings, release=not args.no_release)
 
 
 def cmd_bench(args) -> int:
     from autograder import bench
-    return bench.main(args.assignment, n=args.n, out=Path(args.out) if args.out else None)
+    settings = _settings(args)
+    return bench.main(args.assignment, n=args.n, out=Path(args.out) if args.out else None, settings=settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from autograder.settings import add_arguments as add_settings_arguments
     p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
@@ -195,8 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="one notebook: print the result as JSON")
     g.add_argument("--executed", metavar="PATH", help="one notebook: save the executed notebook here")
     g.add_argument("--root", metavar="DIR", help="where the assignment lives (default: this repository)")
-    g.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                   help="folder: submissions graded at once (default: half the CPU cores)")
     g.add_argument("--force", action="store_true", help="folder: grade again even if unchanged")
     g.add_argument("--out", metavar="DIR", help="folder: where results go (default grades/<assignment>)")
     g.add_argument("--no-gradebook", action="store_true",
@@ -204,9 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--course-dir", metavar="DIR",
                    help="folder: nbgrader course folder for gradebook.db and autograded/ (default: the "
                         "folder holding submitted/ when grading nbgrader's layout, else none)")
-    g.add_argument("--timeout", type=float, default=3600.0,
-                   help="folder: seconds one submission may take in all (default 3600)")
     g.add_argument("--no-progress", action="store_true", help="folder: no progress bar")
+    add_settings_arguments(g)
     g.set_defaults(func=cmd_grade)
 
     r = sub.add_parser("release", help="generate course/<a>/ from solutions/<a>/ with nbgrader")
@@ -219,14 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="release, grade sample submissions of every assignment, show grades")
     d.add_argument("--out", default=str(REPO / "demo-output"))
-    d.add_argument("--workers", type=int, default=2)
     d.add_argument("--no-release", action="store_true", help="use course/ as it is")
+    add_settings_arguments(d)
+    d.set_defaults(setting_workers=2)
     d.set_defaults(func=cmd_demo)
 
     be = sub.add_parser("bench", help="grading time per submission and with 1 vs 2 workers")
     be.add_argument("assignment", nargs="?", help="default: the first assignment with a bank")
     be.add_argument("--n", type=int, default=8, help="submissions in the 1-vs-2-workers batch (>= 8)")
     be.add_argument("--out", help="keep the bench's files here (default: a temporary folder)")
+    add_settings_arguments(be)
     be.set_defaults(func=cmd_bench)
     return p
 

@@ -124,8 +124,12 @@ def details(results: dict[str, dict[str, dict]], notes: dict[str, dict[str, str]
     return "\n".join(lines)
 
 
-def main(out: Path, workers: int = 2, release: bool = True) -> int:
+def main(out: Path, settings=None, release: bool = True) -> int:
+    """settings: autograder.settings.Settings (default: 2 workers, run size "tiny")."""
     from autograder import batch
+    from autograder.settings import Settings
+    if settings is None:
+        settings = Settings(workers=2).replace(run_size="tiny")
     from autograder import release as rel
     from autograder.assignments import find_assignment
     out = Path(out)
@@ -156,7 +160,7 @@ def main(out: Path, workers: int = 2, release: bool = True) -> int:
         notes[name] = write_submissions(name, cases, out / "submitted")
         print(f"grading {name}: {', '.join(STUDENTS[k] for k in cases)}", flush=True)
         report = batch.grade_directory(assignment, out / "submitted", out=out / "grades" / name,
-                                       workers=workers, course_dir=out,
+                                       settings=settings, course_dir=out,
                                        placeholder_tests=batch.suite_tests)
         print(batch.summary(report))
         results[name] = {s: r for s, r in report.results.items() if s in STUDENTS.values()}

@@ -87,6 +87,10 @@ PRIVATE_TMPFS = {"/tmp": None, "/var/tmp": 64, "/run/lock": 1, "/dev/shm": 64}  
 # checkout of the course with its suites and solutions, other students' work or the instructor's
 # files, so the kernel sees it empty too; what it needs from there (the venv, dlcourse) comes back
 # read-only through `keep`, and a folder holding the interpreter itself is never hidden.
+# The notebooks' run sizes (course/dlcourse/runsize.py; a test checks they agree): Limits.run_size puts
+# one into the kernel's environment, which shrinks the notebook's demonstrations (never what is graded).
+RUN_SIZES = ("tiny", "small", "large")
+RUN_SIZE_ENV = "DLCOURSE_RUN_SIZE"
 SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin",
                          "sys", "tmp", "usr", "var"})
 
@@ -116,12 +120,15 @@ class Limits:
     #                                       so the first cell's time limit is not spent importing torch
     isolation: str = "auto"            # "auto" (best available) or "none"
     readonly_paths: tuple[str, ...] = field(default_factory=tuple)  # extra paths shown read-only (data)
+    run_size: str | None = None        # DLCOURSE_RUN_SIZE in the kernel ("tiny" for banks and the demo)
 
     def __post_init__(self):
         if self.isolation not in ("auto", "none"):
             raise ValueError(f"Limits.isolation must be 'auto' or 'none', not {self.isolation!r}")
         if not all(m.replace(".", "").replace("_", "").isalnum() for m in self.preload):
             raise ValueError(f"Limits.preload must name modules, not {self.preload!r}")
+        if self.run_size is not None and self.run_size not in RUN_SIZES:
+            raise ValueError(f"Limits.run_size must be one of {', '.join(RUN_SIZES)} or None, not {self.run_size!r}")
         for name in ("cell_timeout", "total_timeout", "call_timeout", "startup_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive")
@@ -332,6 +339,8 @@ class Sandbox:
         }
         if not self.limits.gpu:
             env["CUDA_VISIBLE_DEVICES"] = ""
+        if self.limits.run_size is not None:
+            env[RUN_SIZE_ENV] = self.limits.run_size
         return env
 
     def kernel_command(self, connection_file: Path) -> list[str]:

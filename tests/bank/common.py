@@ -342,13 +342,15 @@ def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: fl
     """Write `cases` into `workdir/submissions` and grade them all with ONE batch command.
 
     Runs `python -m autograder grade <assignment> <workdir/submissions> --workers N --force
-    --out <workdir/grades>` and reads back `<out>/<case>.json` for each case (None where missing).
+    --run-size tiny --out <workdir/grades>` and reads back `<out>/<case>.json` for each case (None
+    where missing). Run size "tiny" (DLCOURSE_RUN_SIZE in the kernel) shrinks the notebooks' own
+    demonstrations, which the hidden suites never grade.
     """
     workdir = Path(workdir)
     subs, out = workdir / "submissions", workdir / "grades"
     write_cases(cases, subs)
     cmd = [sys.executable, "-m", "autograder", "grade", assignment, str(subs),
-           "--workers", str(workers), "--force", "--out", str(out)]
+           "--workers", str(workers), "--force", "--run-size", "tiny", "--out", str(out)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - start
