@@ -3,11 +3,15 @@
 Input is the grader's result (the JSON of `python -m autograder grade ... --json`):
 
     {"assignment", "score", "max_score", "errors": [str],
-     "tests": [{"name", "points", "max_points", "passed", "message", "cell"?, "description"?}]}
+     "tests": [{"name", "points", "max_points", "passed", "message", "cell"?, "description"?,
+                "mistake"?}]}
 
 Output is an HTML page (`render_html`) and the same content as Markdown (`render_markdown`):
 the total at the top, then the notebook-level errors, then one section per exercise (the
-autograded test cell a test scores for), each test with its humanised name, points and message.
+autograded test cell a test scores for). In a section, each known mistake the suite recognised
+(a test's "mistake", see autograder.testing.Mistake) comes first, as "Likely mistake: ...",
+followed by the tests that failed because of it; then the other tests, each with its humanised
+name, points and message.
 
 What feedback never shows: the hidden test's source or its expected values. Only the test's name,
 its docstring (written for students) and the runner's student-facing message are used, and the
@@ -20,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 import jinja2
+import markupsafe
 
 OTHER = "Other checks"          # section for tests that name no cell
 
@@ -53,6 +58,21 @@ class Check:
     max_points: float
     passed: bool
     message: str
+    mistake: str = ""
+
+    @property
+    def detail(self) -> str:
+        """The message without the mistake's explanation (shown once, above the tests it caused)."""
+        if self.mistake and self.message.endswith(self.mistake):
+            return self.message[:-len(self.mistake)].rstrip(": ").strip()
+        return self.message
+
+
+@dataclass
+class Mistake:
+    """A known mistake the suite recognised in one exercise, and the tests that failed because of it."""
+    explain: str
+    checks: list[Check] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +81,20 @@ class Section:
     cell: str | None
     title: str
     checks: list[Check] = field(default_factory=list)
+
+    @property
+    def mistakes(self) -> list[Mistake]:
+        """Each named mistake once (in test order) with the failed tests that named it."""
+        found: dict[str, Mistake] = {}
+        for c in self.checks:
+            if c.mistake and not c.passed:
+                found.setdefault(c.mistake, Mistake(c.mistake)).checks.append(c)
+        return list(found.values())
+
+    @property
+    def other_checks(self) -> list[Check]:
+        """The tests that named no mistake (passed, or failed for another reason)."""
+        return [c for c in self.checks if c.passed or not c.mistake]
 
     @property
     def points(self) -> float:
@@ -101,6 +135,7 @@ def sections(result: dict, cell_titles: dict[str, str] | None = None) -> list[Se
             max_points=float(test.get("max_points", 0.0)),
             passed=bool(test.get("passed")),
             message=message,
+            mistake=" ".join(str(test.get("mistake") or "").split()),
         ))
     order = {cell: i for i, cell in enumerate(cell_titles)}
     return sorted(by_cell.values(),
@@ -136,6 +171,20 @@ def exercise_titles(nb) -> dict[str, str]:
 _ENV = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True,
                           undefined=jinja2.StrictUndefined)
 _ENV.filters["pts"] = fmt_points
+_CODE_SPAN = re.compile(r"(`+)([^`]+?)\1(?!`)")
+
+
+def _html_code(text) -> markupsafe.Markup:
+    """Text escaped for HTML, with its `code spans` (as in an exercise's heading) shown as <code>."""
+    out, last = [], 0
+    for m in _CODE_SPAN.finditer(str(text)):
+        out += [markupsafe.escape(str(text)[last:m.start()]), markupsafe.Markup("<code>%s</code>") % m.group(2)]
+        last = m.end()
+    out.append(markupsafe.escape(str(text)[last:]))
+    return markupsafe.Markup("").join(out)
+
+
+_ENV.filters["code"] = _html_code
 
 _HTML = _ENV.from_string("""\
 <!DOCTYPE html>
@@ -151,6 +200,8 @@ _HTML = _ENV.from_string("""\
  .desc { color: #555; }
  pre { background: #f6f8fa; padding: .6em; white-space: pre-wrap; overflow-wrap: anywhere; }
  .errors { border-left: 4px solid #b42318; padding-left: 1em; }
+ .mistake { border-left: 4px solid #b54708; background: #fffaeb; padding: .4em 1em; margin: .6em 0; }
+ .mistake .check { margin-left: 0; }
 </style>
 </head>
 <body>
@@ -164,16 +215,24 @@ _HTML = _ENV.from_string("""\
 {% endfor %}
 </div>
 {% endif %}
-{% for s in sections %}
-<h2>{{ s.title }}: {{ s.points|pts }} / {{ s.max_points|pts }}</h2>
-{% for c in s.checks %}
+{% macro check(c, text) %}
 <div class="check">
 <span class="{{ 'pass' if c.passed else 'fail' }}">{{ '&#10003;'|safe if c.passed else '&#10007;'|safe }}</span>
 <strong>{{ c.title }}</strong>: {{ c.points|pts }} / {{ c.max_points|pts }}
-{% if c.description %}<div class="desc">{{ c.description }}</div>{% endif %}
-{% if c.message and not c.passed %}<pre>{{ c.message }}</pre>{% endif %}
+{% if c.description %}<div class="desc">{{ c.description|code }}</div>{% endif %}
+{% if text and not c.passed %}<pre>{{ text }}</pre>{% endif %}
+</div>
+{% endmacro %}
+{% for s in sections %}
+<h2>{{ s.title|code }}: {{ s.points|pts }} / {{ s.max_points|pts }}</h2>
+{% for m in s.mistakes %}
+<div class="mistake">
+<p><strong>Likely mistake:</strong> {{ m.explain }}</p>
+<p>Tests that failed because of it:</p>
+{% for c in m.checks %}{{ check(c, c.detail) }}{% endfor %}
 </div>
 {% endfor %}
+{% for c in s.other_checks %}{{ check(c, c.message) }}{% endfor %}
 {% endfor %}
 {% if not sections %}<p>No tests were run.</p>{% endif %}
 </body>
@@ -207,9 +266,27 @@ def _md_inline(text: str) -> str:
     Characters that could start markup mid-line are escaped; `_` inside words is left alone
     (CommonMark does not read it as emphasis there, and `my_conv` stays readable).
     """
-    text = " ".join(text.split())
+    return _md_escape(" ".join(text.split()))
+
+
+def _md_escape(text: str) -> str:
     text = re.sub(r"([\\`*\[\]<>])", r"\\\1", text)
     return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", text)
+
+
+def _md_text(text: str) -> str:
+    """Like _md_inline, but balanced `code spans` (exercise names in headings) stay code spans.
+
+    A span's content has no backtick (the pattern), and nothing inside a code span is markup, so
+    it is kept as written; the text around it is escaped.
+    """
+    text = " ".join(str(text).split())
+    out, last = [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out += [_md_escape(text[last:m.start()]), f"`{m.group(2)}`"]
+        last = m.end()
+    out.append(_md_escape(text[last:]))
+    return "".join(out)
 
 
 def render_markdown(result: dict, *, student: str | None = None,
@@ -225,14 +302,22 @@ def render_markdown(result: dict, *, student: str | None = None,
         lines += ["## Problems with the notebook as a whole", ""]
         for e in errors:
             lines += _md_block(e)
+    def check(c: Check, text: str, indent: str = "") -> list[str]:
+        mark = "PASS" if c.passed else "FAIL"
+        out = [f"{indent}- {mark} **{_md_inline(c.title)}**: {fmt_points(c.points)} / {fmt_points(c.max_points)}"]
+        if c.description:
+            out.append(f"{indent}  {_md_text(c.description)}")
+        out.append("")
+        if text and not c.passed:
+            out += _md_block(text, indent=indent + "  ")
+        return out
+
     for s in sections(result, cell_titles):
-        lines += [f"## {_md_inline(s.title)}: {fmt_points(s.points)} / {fmt_points(s.max_points)}", ""]
-        for c in s.checks:
-            mark = "PASS" if c.passed else "FAIL"
-            lines.append(f"- {mark} **{_md_inline(c.title)}**: {fmt_points(c.points)} / {fmt_points(c.max_points)}")
-            if c.description:
-                lines.append(f"  {_md_inline(c.description)}")
-            lines.append("")
-            if c.message and not c.passed:
-                lines += _md_block(c.message, indent="  ")
+        lines += [f"## {_md_text(s.title)}: {fmt_points(s.points)} / {fmt_points(s.max_points)}", ""]
+        for m in s.mistakes:
+            lines += [f"> **Likely mistake:** {_md_inline(m.explain)}", ">", "> Tests that failed because of it:", ""]
+            for c in m.checks:
+                lines += check(c, c.detail, indent="  ")
+        for c in s.other_checks:
+            lines += check(c, c.message)
     return "\n".join(lines).rstrip() + "\n"

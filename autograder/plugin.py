@@ -5,7 +5,8 @@ scope: a proxy.Student), reads `@points(n, cell=...)` marks, and records for eve
 points, max_points, passed, message, cell. Messages:
 
   * passed: ""
-  * GradeFailure (assert_close, check, fail, ...): its message
+  * GradeFailure (assert_close, check, fail, ...): its message; when it names a known mistake
+    (testing.Mistake), the record also has "mistake": that explanation (feedback groups by it)
   * a Student* failure (StudentError, StudentTimeout, ForbiddenCall, ...): "<docstring>: <message>"
   * a plain `assert`: "<docstring> — not passed"
   * anything else (a bug in the suite or the grader): INTERNAL_ERROR; the traceback goes to the
@@ -32,12 +33,15 @@ class TestRecord:
     points: float = 0.0
     passed: bool = False
     message: str = "not run"
+    mistake: str | None = None
 
     def as_json(self) -> dict:
         entry = {"name": self.name, "points": self.points, "max_points": self.max_points,
                  "passed": self.passed, "message": self.message}
         if self.cell:
             entry["cell"] = self.cell
+        if self.mistake:
+            entry["mistake"] = self.mistake
         return entry
 
 
@@ -110,6 +114,8 @@ class GradingPlugin:
     def _message(self, item, call, record: TestRecord) -> str:
         exc = call.excinfo.value if call.excinfo is not None else None
         if isinstance(exc, GradeFailure):
+            mistake = getattr(exc, "mistake", None)
+            record.mistake = mistake if isinstance(mistake, str) and mistake else None
             return str(exc)
         if isinstance(exc, StudentFailure):
             return f"{record.doc}: {exc}"

@@ -13,7 +13,16 @@ answers give on the same input, computed here in the grader (`Mistake(output, ex
 student's result fails the reference but matches one of them, the message says what the student
 most likely did (`explain`, written in the student's terms with the notebook section to re-read)
 instead of only how far off the values are. The mistake's output is never sent to the kernel and
-never shown as a value.
+never shown as a value. A check that recognises a mistake by behaviour rather than by one output
+(a mask drawn on the wrong device, a network without activations) names it with
+`fail(message, mistake=explain)` or `check(condition, message, mistake=explain)`. Either way the
+failure carries the explanation (`GradeFailure.mistake`), the result JSON has it as the test's
+"mistake", and the feedback puts each named mistake first in its exercise, then the tests that
+failed because of it.
+
+Partial results: a wrong shape is reported before any value; for a small tensor (at most
+SMALL_TENSOR elements) the message gives the index of the first element that differs
+("first difference at [0, 1, 2, 3]"), an index only, never a value of the reference.
 """
 from __future__ import annotations
 
@@ -30,11 +39,21 @@ from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, 
 
 __all__ = ["points", "assert_close", "assert_equal", "check", "fail", "GradeFailure", "StudentFailure",
            "StudentError", "StudentTimeout", "StudentCrash", "ForbiddenCall", "MissingName", "BadResult",
-           "RemoteRef", "nonzero_input", "remote_generator", "Mistake"]
+           "RemoteRef", "nonzero_input", "remote_generator", "Mistake", "named"]
+
+
+SMALL_TENSOR = 10_000       # tensors up to this many elements get the first wrong element's index
 
 
 class GradeFailure(AssertionError):
-    """A check in the hidden suite failed; str(e) is the message the student sees."""
+    """A check in the hidden suite failed; str(e) is the message the student sees.
+
+    `mistake`: the explanation of the known mistake the result matched (a Mistake's `explain`), or None.
+    """
+
+    def __init__(self, message: str, mistake: str | None = None):
+        super().__init__(message)
+        self.mistake = mistake
 
 
 def points(n: float, cell: str | None = None):
@@ -44,14 +63,20 @@ def points(n: float, cell: str | None = None):
     return pytest.mark.points(float(n), cell=cell)
 
 
-def fail(message: str):
-    raise GradeFailure(message)
+def fail(message: str, mistake: str | None = None):
+    """Fail with `message`; `mistake`: the explanation of the known mistake recognised (see GradeFailure)."""
+    raise GradeFailure(message, mistake)
 
 
-def check(condition, message: str) -> None:
-    """Fail with `message` unless `condition` is true."""
+def check(condition, message: str, mistake: str | None = None) -> None:
+    """Fail with `message` unless `condition` is true (`mistake` as in `fail`)."""
     if not condition:
-        raise GradeFailure(message)
+        raise GradeFailure(message, mistake)
+
+
+def named(what: str, explain: str):
+    """Fail naming a known mistake: "<what>: <explain>", with `explain` as the failure's mistake."""
+    raise GradeFailure(f"{what}: {explain}", explain)
 
 
 @dataclass(frozen=True)
@@ -106,7 +131,7 @@ def assert_close(actual, expected, what: str, rtol: float = 1e-4, atol: float = 
             m = _matching_mistake(actual, mistakes, rtol, atol)
             if m is None:
                 raise
-            fail(f"{what}: {m.explain}")
+            named(what, m.explain)
         return
     if isinstance(expected, (tuple, list)):
         if not isinstance(actual, (tuple, list)):
@@ -154,7 +179,8 @@ def assert_close(actual, expected, what: str, rtol: float = 1e-4, atol: float = 
         diff = diff[torch.isfinite(diff)]
         err = float(diff.max()) if diff.numel() else float("inf")
         n_bad = int((~close).sum())
-        fail(f"{what}: wrong values: max abs error {err:.3g} ({n_bad} of {close.numel()} elements differ)")
+        fail(f"{what}: wrong values: max abs error {err:.3g} ({n_bad} of {close.numel()} elements differ"
+             f"{_first_difference(close)})")
 
 
 def _check_equal_tensors(actual, expected, what):
@@ -163,7 +189,18 @@ def _check_equal_tensors(actual, expected, what):
         a, e = _as_float64(a), _as_float64(e)
     same = (a == e) | (torch.isnan(a) & torch.isnan(e)) if a.is_floating_point() else (a == e)
     if not bool(same.all()):
-        fail(f"{what}: wrong values: {int((~same).sum())} of {same.numel()} elements differ")
+        fail(f"{what}: wrong values: {int((~same).sum())} of {same.numel()} elements differ{_first_difference(same)}")
+
+
+def _first_difference(ok: torch.Tensor) -> str:
+    """"; first difference at [0, 1, 2]" for a small tensor with a False in `ok` (an index, never a value)."""
+    if ok.dim() == 0 or ok.numel() > SMALL_TENSOR:
+        return ""
+    index = (~ok).flatten().nonzero()
+    if not index.numel():
+        return ""
+    position = torch.unravel_index(index[0, 0], ok.shape)
+    return f"; first difference at [{', '.join(str(int(i)) for i in position)}]"
 
 
 def assert_equal(actual, expected, what: str, mistakes=()):
@@ -178,7 +215,7 @@ def assert_equal(actual, expected, what: str, mistakes=()):
                     assert_equal(actual, m.output, what)
                 except GradeFailure:
                     continue
-                fail(f"{what}: {m.explain}")
+                named(what, m.explain)
             raise
         return
     if isinstance(expected, torch.Tensor):

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bank.common import cell_scores, grade_bank, grade_cell_points, problems, validate_bank
+from bank.common import NAMING_RATES, cell_scores, grade_bank, grade_cell_points, naming_rate, problems, validate_bank
+
+MIN_NAMING_RATE = 0.8       # issue 9: at least 80 % of a bank's honest mistakes named by the suite
 
 BANKS = [importlib.import_module(f"bank.{path.stem}")
          for path in sorted((Path(__file__).parent / "bank").glob("b[0-9][0-9]_*.py"))]
@@ -64,6 +66,28 @@ def test_suite_points_match_notebook(graded, bank):
     suite = {cell: max_points for cell, (_, max_points) in cell_scores(reference).items()}
     assert suite == grade_cell_points(bank.ASSIGNMENT)
     assert reference["max_score"] == sum(suite.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bank", BANKS, ids=bank_id)
+def test_suite_names_the_honest_mistakes(graded, bank):
+    """At least 80 % of the bank's honest mistakes are named (each case's Named keywords appear in the
+    "mistake" of a failed test of its cell), and no correct or alternative submission gets a mistake
+    named. The rate is printed in the terminal summary (tests/conftest.py)."""
+    if not any(case.names for case in bank.CASES):
+        NAMING_RATES[bank.ASSIGNMENT] = None
+        pytest.skip(f"{bank.ASSIGNMENT}: no mistake case says how it must be named (Case(..., names=...)): "
+                    f"the naming rate is not measured")
+    results = graded(bank).results
+    rate = naming_rate(bank.ASSIGNMENT, bank.CASES, results)
+    NAMING_RATES[bank.ASSIGNMENT] = rate
+    assert not rate.false, "a mistake named on a correct submission:\n" + "\n".join(rate.false)
+    assert rate.rate >= MIN_NAMING_RATE, f"{rate.line()}; not named:\n" + "\n".join(rate.missed)
+    # The grading demo's "typical mistakes" student (bob-mistakes) gets every one of its mistakes named.
+    demo = next(c for c in bank.CASES if c.name == bank.DEMO["mistakes"])
+    assert demo.names, f"the demo's mistakes case {demo.name} names no mistake"
+    unnamed = [n for n in demo.names if not n.found_in(results[demo.name])]
+    assert not unnamed, f"the demo's mistakes case {demo.name} does not get these named: {unnamed}"
 
 
 @pytest.mark.slow

@@ -155,7 +155,7 @@ def test_assert_close_explains_without_the_expected_value():
     expected = torch.full((2, 3), 123.456)
     assert _message(assert_close, torch.zeros(2, 4), expected, "f(X)") == "f(X): wrong shape: got (2, 4)"
     msg = _message(assert_close, expected + 0.37, expected, "f(X)")
-    assert msg == "f(X): wrong values: max abs error 0.37 (6 of 6 elements differ)"
+    assert msg == "f(X): wrong values: max abs error 0.37 (6 of 6 elements differ; first difference at [0, 0])"
     assert "123" not in msg
     assert "not finite" in _message(assert_close, torch.full((2, 3), float("nan")), expected, "f(X)")
     assert _message(assert_close, [1.0], expected, "f(X)") == "f(X): wrong type: got list, expected a torch.Tensor"
@@ -182,17 +182,37 @@ def test_a_known_mistake_is_named_and_other_errors_stay_precise():
     assert _message(assert_close, X.flip(-1), X, "f(X)", mistakes=[doubled, flipped]) == \
         "f(X): your result equals the flipped kernel's (section 2)"
     assert _message(assert_close, X + 1, X, "f(X)", mistakes=[flipped]) == \
-        "f(X): wrong values: max abs error 1 (6 of 6 elements differ)"
+        "f(X): wrong values: max abs error 1 (6 of 6 elements differ; first difference at [0, 0])"
     assert_close(X, X, "f(X)", mistakes=[Mistake(X, "never named: the answer is right")])
     assert _message(assert_equal, 10, 5, "n", mistakes=[Mistake(10, "counted twice")]) == "n: counted twice"
     assert _message(assert_equal, 11, 5, "n", mistakes=[Mistake(10, "counted twice")]) == "n: wrong value: got 11"
+
+
+def test_partial_results_and_named_failures():
+    """The first wrong element's index for small tensors only; a named mistake travels on the failure."""
+    X = torch.zeros(2, 3, 4)
+    Y = X.clone()
+    Y[1, 2, 3] = 1.0
+    assert _message(assert_close, Y, X, "f").endswith("(1 of 24 elements differ; first difference at [1, 2, 3])")
+    big = torch.zeros(200, 200)
+    assert _message(assert_close, big + 1, big, "f").endswith("(40000 of 40000 elements differ)")
+    with pytest.raises(GradeFailure) as e:
+        assert_close(X.flip(-1) + 1, X, "f", mistakes=[Mistake(X + 1, "one added (section 1)")])
+    assert str(e.value) == "f: one added (section 1)" and e.value.mistake == "one added (section 1)"
+    with pytest.raises(GradeFailure) as e:
+        assert_close(X + 2, X, "f", mistakes=[Mistake(X + 1, "one added")])
+    assert e.value.mistake is None
+    with pytest.raises(GradeFailure) as e:
+        check(False, "the mask is on the CPU", mistake="drawn on the CPU (section 1)")
+    assert e.value.mistake == "drawn on the CPU (section 1)"
 
 
 def test_assert_equal_check_and_fail():
     assert_equal([1, (2, "a")], [1, (2, "a")], "nested")
     assert _message(assert_equal, 4, 5, "add(2, 3)") == "add(2, 3): wrong value: got 4"
     assert _message(assert_equal, "5", 5, "add(2, 3)") == "add(2, 3): wrong type: got str"
-    assert "1 of 3 elements differ" in _message(assert_equal, torch.tensor([1, 2, 4]), torch.tensor([1, 2, 3]), "t")
+    assert "1 of 3 elements differ; first difference at [2]" in _message(assert_equal, torch.tensor([1, 2, 4]),
+                                                                         torch.tensor([1, 2, 3]), "t")
     assert _message(check, False, "the loss must decrease") == "the loss must decrease"
     assert _message(fail, "nope") == "nope"
     with pytest.raises(ValueError):

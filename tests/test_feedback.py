@@ -125,3 +125,45 @@ def test_docstring_quoted_by_the_runner_is_shown_once():
     result["tests"][0]["message"] = "x on a (2, 3) input \u2014 not passed"
     md = feedback.render_markdown(result)
     assert md.count("x on a (2, 3) input") == 1 and "not passed" in md
+
+
+FLIPPED = "your result equals the convolution with a flipped kernel (section 2)"
+NAMED = {
+    "assignment": "01_convolution", "score": 1.0, "max_score": 4.0, "errors": [],
+    "tests": [
+        {"name": "test_naive_one_channel", "cell": "test_conv2d_naive", "points": 0.0, "max_points": 1.0,
+         "passed": False, "message": f"conv2d_naive on a (1, 1, 5, 6) input: {FLIPPED}", "mistake": FLIPPED},
+        {"name": "test_naive_bias", "cell": "test_conv2d_naive", "points": 1.0, "max_points": 1.0, "passed": True,
+         "message": ""},
+        {"name": "test_naive_stride", "cell": "test_conv2d_naive", "points": 0.0, "max_points": 1.0,
+         "passed": False, "message": "conv2d_naive with stride 2: wrong shape: got (2, 4, 3, 3)"},
+        {"name": "test_naive_pairs", "cell": "test_conv2d_naive", "points": 0.0, "max_points": 1.0,
+         "passed": False, "message": f"conv2d_naive on a (2, 2, 8, 7) input: {FLIPPED}", "mistake": FLIPPED},
+    ],
+}
+NAMED_TITLES = {"test_conv2d_naive": "Exercise 3: `conv2d_naive` (4 points)"}
+
+
+def test_a_named_mistake_comes_first_then_the_tests_it_failed():
+    secs = feedback.sections(NAMED, NAMED_TITLES)
+    assert [m.explain for m in secs[0].mistakes] == [FLIPPED]
+    assert [c.title for c in secs[0].mistakes[0].checks] == ["Naive one channel", "Naive pairs"]
+    assert [c.title for c in secs[0].other_checks] == ["Naive bias", "Naive stride"]
+    for page in (feedback.render_markdown(NAMED, cell_titles=NAMED_TITLES),
+                 feedback.render_html(NAMED, cell_titles=NAMED_TITLES)):
+        assert page.count("flipped kernel") == 1                # once, above the tests it caused
+        order = [page.index(s) for s in ("Likely mistake", "flipped kernel", "Naive one channel", "Naive pairs",
+                                         "Naive bias", "Naive stride", "wrong shape")]
+        assert order == sorted(order)
+        assert "conv2d_naive on a (1, 1, 5, 6) input" in page   # what the test ran, without the repeated name
+
+
+def test_exercise_names_keep_their_code_spans():
+    md = feedback.render_markdown(NAMED, cell_titles=NAMED_TITLES)
+    assert "## Exercise 3: `conv2d_naive` (4 points): 1 / 4" in md
+    assert "\\`" not in md
+    html = feedback.render_html(NAMED, cell_titles={"test_conv2d_naive": "Exercise 3: `<b>conv2d_naive` (4 points)"})
+    assert "Exercise 3: <code>&lt;b&gt;conv2d_naive</code> (4 points)" in html
+    # an unbalanced backtick stays escaped
+    md = feedback.render_markdown(NAMED, cell_titles={"test_conv2d_naive": "Exercise `3 [x](y)"})
+    assert "## Exercise \\`3 \\[x\\](y)" in md

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from .common import REPO, Case, Lose, append, edit, release, reference, submission
+from .common import REPO, Case, Lose, Named, append, edit, release, reference, submission
 
 ASSIGNMENT = "01_convolution"
 
@@ -403,21 +403,28 @@ CASES = [
              receptive_field=rf_no_jump),
          lose("conv2d_naive", "conv_output_size", "conv_matrix", "receptive_field"),
          "true (flipped-kernel) convolution instead of cross-correlation; ceil instead of floor; M.T, shape "
-         "(H*W, H_out*W_out); receptive field adding k - 1 per layer without the jump of the strides below"),
+         "(H*W, H_out*W_out); receptive field adding k - 1 per layer without the jump of the strides below",
+         names=(Named("test_conv2d_naive", "flipped"), Named("test_conv_output_size", "rounded up"),
+                Named("test_conv_matrix", "transpose"), Named("test_receptive_field", "jump"))),
     Case("mistakes_bias_stride_channel_order", "mistake",
          sub(conv2d_naive=naive_no_bias, conv_output_size=size_no_stride, conv_params=params_no_bias,
              im2col=im2col_channel_last),
          lose("conv2d_naive", "conv_output_size", "conv_params", "im2col", "conv2d_im2col"),
          "bias ignored; stride ignored in the output size; bias not counted; im2col columns ordered channel-last "
-         "(the reference conv2d_im2col built on it is then wrong too)"),
+         "(the reference conv2d_im2col built on it is then wrong too)",
+         names=(Named("test_conv2d_naive", "without the bias"), Named("test_conv_output_size", "for stride 1"),
+                Named("test_conv_params", "leaves out the biases"), Named("test_im2col", "row order"))),
     Case("mistakes_bias_per_channel_kernel_once", "mistake",
          sub(conv2d_naive=naive_bias_per_input_channel, conv_params=params_kernel_once,
              im2col=im2col_channel_last, conv2d_im2col=im2col_conv_matching_channel_last),
          lose("conv2d_naive", "conv_params", "im2col"),
          "bias added once per input channel; K * C_in * C_out parameters; channel-last im2col with a "
-         "conv2d_im2col that orders the weight to match (so only im2col loses)"),
+         "conv2d_im2col that orders the weight to match (so only im2col loses)",
+         names=(Named("test_conv2d_naive", "once per input channel"), Named("test_conv_params", "area"),
+                Named("test_im2col", "row order"))),
     Case("mistake_padding_one_side", "mistake", sub(conv2d_naive=naive_pad_one_side), lose("conv2d_naive"),
-         "all the padding on the right and bottom: the right size, every window shifted"),
+         "all the padding on the right and bottom: the right size, every window shifted",
+         names=Named("test_conv2d_naive", "one side")),
     # --- cheats
     Case("demo_cheat", "cheat",
          sub(conv2d_naive=NAIVE_F_CONV2D, im2col=IM2COL_F_UNFOLD, conv2d_im2col=IM2COL_CONV_F_CONV2D),

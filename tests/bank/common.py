@@ -196,18 +196,48 @@ Expect = Union[str, float, Lose]
 
 
 @dataclass(frozen=True)
+class Named:
+    """One honest mistake of a case, and the words with which the grader must name it.
+
+    The mistake counts as named when a failed test of `cell` carries a "mistake" (the explanation
+    of a testing.Mistake the suite recognised) that contains every one of `keywords`
+    (case-insensitive). Example: Named("test_conv2d_naive", "flipped").
+    """
+    cell: str
+    keywords: tuple[str, ...]
+
+    def __init__(self, cell: str, *keywords: str):
+        if not keywords or not all(isinstance(k, str) and k.strip() for k in keywords):
+            raise ValueError(f"Named({cell!r}, ...) needs at least one non-empty keyword")
+        object.__setattr__(self, "cell", cell)
+        object.__setattr__(self, "keywords", tuple(keywords))
+
+    def found_in(self, result: dict | None) -> bool:
+        """Whether `result` (the grader's JSON) names this mistake in its cell."""
+        for test in (result or {}).get("tests", []):
+            mistake = str(test.get("mistake") or "").lower()
+            if (test.get("cell") == self.cell and not test.get("passed") and mistake
+                    and all(k.lower() in mistake for k in self.keywords)):
+                return True
+        return False
+
+
+@dataclass(frozen=True)
 class Case:
     """One submission of a bank.
 
     name: file stem and student id ([A-Za-z0-9_-]); kind: one of KINDS;
     build() -> NotebookNode (or bytes for a malformed file); expect: "full" (score == max_score),
-    "zero" (score == 0), an exact score (float), or Lose(cells, keep); note: why the case exists.
+    "zero" (score == 0), an exact score (float), or Lose(cells, keep); note: why the case exists;
+    names: for a "mistake" case, each honest mistake it contains as Named(cell, *keywords): the
+    words its grading must use (`naming_rate` measures how many of a bank's mistakes are named).
     """
     name: str
     kind: str
     build: Callable[[], Union[NotebookNode, bytes]]
     expect: Expect
     note: str = ""
+    names: tuple[Named, ...] = ()
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_-]+", self.name):
@@ -218,6 +248,9 @@ class Case:
               or (isinstance(self.expect, (int, float)) and not isinstance(self.expect, bool)))
         if not ok:
             raise ValueError(f"case {self.name}: expect {self.expect!r} is not 'full', 'zero', a score or Lose")
+        object.__setattr__(self, "names", tuple([self.names] if isinstance(self.names, Named) else self.names))
+        if self.names and self.kind != "mistake":
+            raise ValueError(f"case {self.name}: only mistake cases name mistakes (names=...)")
 
 
 def write_cases(cases, directory) -> list[Path]:
@@ -301,6 +334,49 @@ def problems(case: Case, result: dict | None) -> list[str]:
         if not _close(score, float(expect)):
             out.append(f"{case.name}: expected score {expect}, got {score}/{max_score}\n{_failed(result)}")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming the mistakes (issue 9)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class NamingRate:
+    """How many of a bank's honest mistakes its grading named, and where it named one it should not."""
+    assignment: str
+    named: list[str]             # "case: cell: keywords" of each mistake named
+    missed: list[str]            # the same for each mistake not named (or a mistake case without `names`)
+    false: list[str]             # "case: test: mistake" named on a correct or alternative submission
+
+    @property
+    def total(self) -> int:
+        return len(self.named) + len(self.missed)
+
+    @property
+    def rate(self) -> float:
+        return len(self.named) / self.total if self.total else 1.0
+
+    def line(self) -> str:
+        return (f"{self.assignment}: {len(self.named)} of {self.total} honest mistakes named ({self.rate:.0%}), "
+                f"{len(self.false)} false namings on correct and alternative submissions")
+
+
+NAMING_RATES: dict[str, NamingRate] = {}          # filled by tests/test_banks.py, printed by tests/conftest.py
+
+
+def naming_rate(assignment: str, cases, results: dict[str, dict | None]) -> NamingRate:
+    """Each mistake case's `names` checked against its result; named explanations on correct ones listed."""
+    named, missed, false = [], [], []
+    for case in cases:
+        result = results.get(case.name)
+        if case.kind == "mistake":
+            if not case.names:
+                missed.append(f"{case.name}: (no names=... given)")
+            for n in case.names:
+                (named if n.found_in(result) else missed).append(f"{case.name}: {n.cell}: {', '.join(n.keywords)}")
+        elif case.kind in ("correct", "alternative"):
+            false += [f"{case.name}: {t.get('name')}: {t['mistake']}" for t in (result or {}).get("tests", [])
+                      if t.get("mistake")]
+    return NamingRate(assignment, named, missed, false)
 
 
 # ---------------------------------------------------------------------------------------------

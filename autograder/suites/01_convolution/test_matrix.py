@@ -6,7 +6,11 @@ convolution of the image that is 1 at pixel p and 0 elsewhere), and F.conv2d of 
 import torch
 import torch.nn.functional as F
 
-from autograder.testing import assert_close, check, points
+from autograder.testing import assert_close, check, named, points
+
+TRANSPOSED = ("your matrix is the transpose of M: it has one row per input pixel and one column per output; M has "
+              "one row per output position (H_out * W_out rows) and one column per input pixel (H * W columns), so "
+              "that M @ x.flatten() is the flattened output (section 7)")
 
 
 def randn(*shape, seed, dtype=torch.float32):
@@ -23,6 +27,10 @@ def student_matrix(student, kernel, H, W):
     what = f"conv_matrix of a {tuple(kernel.shape)} kernel for a {(H, W)} input"
     check(isinstance(M, torch.Tensor), f"{what}: expected a tensor, got {type(M).__name__}")
     expected_shape = ((H - kernel.shape[0] + 1) * (W - kernel.shape[1] + 1), H * W)
+    if tuple(M.shape) == expected_shape[::-1] and expected_shape[0] != expected_shape[1]:
+        oracle = oracle_matrix(kernel, H, W)
+        if torch.allclose(M.detach().double().T, oracle.double(), rtol=1e-4, atol=1e-5):
+            named(f"{what}: wrong shape: got {tuple(M.shape)}", TRANSPOSED)
     check(tuple(M.shape) == expected_shape,
           f"{what}: wrong shape: got {tuple(M.shape)} (rows are outputs, columns are input pixels)")
     return M, what

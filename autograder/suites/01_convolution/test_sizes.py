@@ -3,11 +3,50 @@
 Oracles: the shapes and parameters PyTorch's own layers produce, a gradient through a stack of
 convolutions, and values computed by hand (written next to each case).
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autograder.testing import assert_equal, check, fail, points
+from autograder.testing import Mistake, assert_equal, check, fail, points
+
+# ------------------------------------------------------------------ known mistakes, computed here
+CEIL = ("your result equals the formula rounded UP (ceil): a window that would stick out past the padded input is "
+        "not computed, so the division by the stride rounds DOWN, floor((H + 2P - D(K - 1) - 1) / S) + 1 (section 5)")
+NO_STRIDE = ("your result equals the output size for stride 1: with stride S the window moves S pixels at a time, "
+             "so divide by S (and round down) before adding 1 (section 5)")
+NO_DILATION = ("your result equals the output size without dilation: a dilated kernel spans D(K - 1) + 1 pixels, "
+               "not K (section 5)")
+PARAMS_NO_BIAS = ("your count leaves out the biases: with bias=True the layer has one bias per output channel, "
+                  "C_out more parameters (section 4)")
+PARAMS_KERNEL_ONCE = ("your count uses one side of the kernel instead of its area: each of the C_out kernels has "
+                      "kH * kW * C_in weights (section 4)")
+PARAMS_NO_IN_CHANNELS = ("your count leaves out the input channels: a kernel spans all C_in input channels, "
+                         "kH * kW * C_in weights per output channel (section 4)")
+RF_NO_JUMP = ("your result adds k - 1 per layer, as if every stride were 1: after a layer with stride s, one step of "
+              "the next layer is s input pixels (the jump, the product of the strides below), so a layer adds "
+              "(k - 1) * jump (section 9)")
+
+
+def size_mistakes(size, k, s, p, d):
+    span = d * (k - 1) + 1
+    return [Mistake(math.ceil((size + 2 * p - span) / s) + 1, CEIL), Mistake(size + 2 * p - span + 1, NO_STRIDE),
+            Mistake(math.floor((size + 2 * p - k) / s) + 1, NO_DILATION)]
+
+
+def params_mistakes(k, c_in, c_out, bias):
+    kH, kW = (k, k) if isinstance(k, int) else k
+    b = c_out if bias else 0
+    found = [Mistake(kH * c_in * c_out + b, PARAMS_KERNEL_ONCE), Mistake(kW * c_in * c_out + b, PARAMS_KERNEL_ONCE),
+             Mistake(kH * kW * c_out + b, PARAMS_NO_IN_CHANNELS)]
+    if bias:
+        found.insert(0, Mistake(kH * kW * c_in * c_out, PARAMS_NO_BIAS))
+    return found
+
+
+def rf_mistakes(layers):
+    return [Mistake(1 + sum(k - 1 for k, _ in layers), RF_NO_JUMP)]
 
 
 def as_int(value, what):
@@ -38,7 +77,8 @@ def test_output_size_even(student):
         got = as_int(student.conv_output_size(size, k, stride=s, padding=p),
                      f"conv_output_size({size}, {k}, stride={s}, padding={p})")
         assert_equal(got, torch_output_size(size, k, s, p, 1),
-                     f"conv_output_size({size}, {k}, stride={s}, padding={p})")
+                     f"conv_output_size({size}, {k}, stride={s}, padding={p})",
+                     mistakes=size_mistakes(size, k, s, p, 1))
 
 
 @points(1, cell="test_conv_output_size")
@@ -48,7 +88,7 @@ def test_output_size_uneven_and_dilation(student):
                              (15, 3, 2, 0, 3), (18, 3, 4, 2, 2), (13, 2, 5, 0, 1)]:
         what = f"conv_output_size({size}, {k}, stride={s}, padding={p}, dilation={d})"
         got = as_int(student.conv_output_size(size, k, stride=s, padding=p, dilation=d), what)
-        assert_equal(got, torch_output_size(size, k, s, p, d), what)
+        assert_equal(got, torch_output_size(size, k, s, p, d), what, mistakes=size_mistakes(size, k, s, p, d))
 
 
 # ------------------------------------------------------------------ conv_params (2 points)
@@ -59,7 +99,7 @@ def test_params_square_kernels(student):
                                  (7, 3, 64, True)]:
         what = f"conv_params({k}, {c_in}, {c_out}, bias={bias})"
         got = as_int(student.conv_params(k, c_in, c_out, bias=bias), what)
-        assert_equal(got, torch_params(k, c_in, c_out, bias), what)
+        assert_equal(got, torch_params(k, c_in, c_out, bias), what, mistakes=params_mistakes(k, c_in, c_out, bias))
 
 
 @points(1, cell="test_conv_params")
@@ -68,9 +108,10 @@ def test_params_rectangular_kernels(student):
     for k, c_in, c_out, bias in [((3, 5), 4, 8, True), ((1, 7), 16, 2, False), ((2, 3), 3, 5, False)]:
         what = f"conv_params({k}, {c_in}, {c_out}, bias={bias})"
         got = as_int(student.conv_params(k, c_in, c_out, bias=bias), what)
-        assert_equal(got, torch_params(k, c_in, c_out, bias), what)
+        assert_equal(got, torch_params(k, c_in, c_out, bias), what, mistakes=params_mistakes(k, c_in, c_out, bias))
     got = as_int(student.conv_params((3, 3), 2, 4), "conv_params((3, 3), 2, 4) with the default bias")
-    assert_equal(got, torch_params(3, 2, 4, True), "conv_params((3, 3), 2, 4) with the default bias")
+    assert_equal(got, torch_params(3, 2, 4, True), "conv_params((3, 3), 2, 4) with the default bias",
+                 mistakes=params_mistakes((3, 3), 2, 4, True))
 
 
 # ------------------------------------------------------------------ receptive_field (3 points)
@@ -97,7 +138,7 @@ def test_rf_stride_one(student):
     # Hand-computed: with stride 1 every layer adds k - 1.
     for layers, expected in [([(3, 1)] * 3, 7), ([(5, 1)], 5), ([(3, 1), (5, 1)], 7), ([(1, 1), (1, 1)], 1), ([], 1)]:
         got, what = rf(student, layers)
-        assert_equal(got, expected, what)
+        assert_equal(got, expected, what, mistakes=rf_mistakes(layers))
 
 
 @points(1, cell="test_receptive_field")
@@ -109,7 +150,7 @@ def test_rf_strided(student):
     for layers, expected in [([(7, 2), (3, 2), (3, 1)], 19), ([(3, 2), (3, 2)], 7), ([(2, 2)] * 3, 8),
                              ([(3, 1), (2, 2), (3, 1)], 8)]:
         got, what = rf(student, layers)
-        assert_equal(got, expected, what)
+        assert_equal(got, expected, what, mistakes=rf_mistakes(layers))
 
 
 @points(1, cell="test_receptive_field")
@@ -119,12 +160,12 @@ def test_rf_deep_networks(student):
     vgg16 = [conv, conv, pool, conv, conv, pool, conv, conv, conv, pool, conv, conv, conv, pool, conv, conv, conv, pool]
     # VGG-16 up to pool5: 212 (hand-computed; Araujo et al., Distill 2019, list the same value).
     got, what = rf(student, vgg16, "VGG-16's 13 convolutions and 5 poolings")
-    assert_equal(got, 212, what)
+    assert_equal(got, 212, what, mistakes=rf_mistakes(vgg16))
     # AlexNet-like: 11, 19 (j=8), 51, 67 (j=16), 99, 131, 163, 195 (j=32), hand-computed.
     alexnet = [(11, 4), (3, 2), (5, 1), (3, 2), (3, 1), (3, 1), (3, 1), (3, 2)]
     got, what = rf(student, alexnet, "an AlexNet-like stack of 8 layers")
-    assert_equal(got, 195, what)
+    assert_equal(got, 195, what, mistakes=rf_mistakes(alexnet))
     g = torch.Generator().manual_seed(1)
     layers = [(int(torch.randint(1, 6, (), generator=g)), int(torch.randint(1, 4, (), generator=g))) for _ in range(5)]
     got, what = rf(student, layers, "a random stack of 5 layers")
-    assert_equal(got, gradient_receptive_field(layers, size=2000), what)
+    assert_equal(got, gradient_receptive_field(layers, size=2000), what, mistakes=rf_mistakes(layers))
