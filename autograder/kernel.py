@@ -505,7 +505,14 @@ class KernelSession:
         if status == "interrupted":
             raise StudentTimeout(f"{label} was interrupted")
         if status == "forbidden":
-            ops = ", ".join(sorted({f"{op} ({group})" for op, group in result.get("ops", [])}))
+            ops = result.get("ops")
+            found = [(str(item[0])[:200], str(item[1])[:50]) for item in (ops if isinstance(ops, list) else [])[:20]
+                     if isinstance(item, (list, tuple)) and len(item) == 2]
+            calls = sorted({op for op, group in found if group == "call"})
+            if calls:
+                raise ForbiddenCall(f"{label} called {_short(', '.join(calls), 300)}, which this exercise does not "
+                                    f"allow: write this part yourself")
+            ops = ", ".join(sorted({f"{op} ({group})" for op, group in found}))
             raise ForbiddenCall(f"{label} used a forbidden operation: {_short(ops, 300)}")
         if status == "tampered":
             raise ForbiddenCall(f"{label}: the grading guard was disabled ({_short(result.get('reason', ''))})")

@@ -21,9 +21,13 @@ checks that the guard still works before and after each call (see `_guarded_call
 Only the standard library and torch are used (the grader package is not importable in the
 kernel: its folder is hidden by the sandbox).
 """
+import functools as _functools
 import os
 import re
 import sys
+import types as _types
+import warnings as _warnings
+from importlib import import_module as _import_module
 
 import torch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
@@ -131,20 +135,224 @@ def _guard_is_active(guard, dmode, fmode):
     return True
 
 
-def _guarded_call(fn, args, kwargs, groups):
-    """fn(*args, **kwargs) with the forbidden groups blocked; returns (value, problem dict or None).
+# ---------------------------------------------------------------- forbidden callables
+#
+# A suite may forbid calling given Python callables inside the student's function (a library's
+# finished answer such as dlcourse.receptive_field, a ready-made network such as anything in
+# torchvision.models). Names do not matter: while the guarded call runs, the CODE of every such
+# function (every function of a forbidden class, module or package) is swapped for a tripwire
+# that records the call and raises ForbiddenOperation. Every alias, `import ... as`, getattr,
+# functools.partial, subclass calling super().__init__ and every thread reaches the same function
+# objects, so all of them hit the tripwire; the original code is put back after the call.
+
+_TRIP_CODES = {}
+
+
+def _tripwire_code(nfree, recorder, key):
+    """A code object taking any arguments that returns recorder(key), with `nfree` free variables
+    (a function's new __code__ must have as many as its closure). recorder and key are stored as
+    constants: the code runs with the forbidden function's globals, where no name of ours exists."""
+    if nfree not in _TRIP_CODES:
+        free = [f"_v{i}" for i in range(nfree)]
+        src = ("def _outer():\n" + "".join(f"    {v} = None\n" for v in free)
+               + "    def _forbidden(*args, **kwargs):\n"
+               + (f"        {', '.join(free)}\n" if free else "")
+               + "        return 'RECORDER'('KEY')\n    return _forbidden\n")
+        ns = {}
+        with _warnings.catch_warnings():             # "'str' object is not callable": on purpose
+            _warnings.simplefilter("ignore")
+            exec(compile(src, "<dlcourse-grader>", "exec"), ns)
+        _TRIP_CODES[nfree] = ns["_outer"]().__code__
+    code = _TRIP_CODES[nfree]
+    return code.replace(co_consts=tuple(recorder if c == "RECORDER" else key if c == "KEY" else c
+                                        for c in code.co_consts))
+
+
+def _functions_of(obj, root, prefix=None):
+    """The Python functions behind `obj` (a function and what it wraps, every function of a
+    class, every function and class of a module and its submodules), defined in files under
+    `root`, as (function, display name) pairs."""
+    found, seen = [], set()
+
+    def add(f, name):
+        while isinstance(f, _types.FunctionType) and id(f) not in seen:
+            seen.add(id(f))
+            if f.__code__.co_filename.startswith(root):
+                found.append((f, name))
+            f = f.__dict__.get("__wrapped__")
+
+    def add_class(cls, name):
+        if id(cls) in seen:
+            return
+        seen.add(id(cls))
+        for v in list(vars(cls).values()):
+            if isinstance(v, (staticmethod, classmethod)):
+                v = v.__func__
+            if isinstance(v, property):
+                for g in (v.fget, v.fset, v.fdel):
+                    add(g, name)
+            else:
+                add(v, name)
+
+    if isinstance(obj, _types.ModuleType):
+        for mod_name, mod in list(sys.modules.items()):
+            if not (mod_name == prefix or mod_name.startswith(prefix + ".")) or mod is None:
+                continue
+            for v in list(vars(mod).values()):
+                module = getattr(v, "__module__", None) if isinstance(v, (type, _types.FunctionType)) else None
+                if not isinstance(module, str) or not (module == prefix or module.startswith(prefix + ".")):
+                    continue
+                if isinstance(v, type):
+                    add_class(v, f"{module}.{v.__qualname__}")
+                else:
+                    add(v, f"{module}.{v.__qualname__}")
+    elif isinstance(obj, type):
+        add_class(obj, prefix)
+    else:
+        add(obj.func if isinstance(obj, _functools.partial) else obj, prefix)
+    return found
+
+
+class _Tripwires:
+    """Resolves forbidden-callable specs (cached per kernel) and arms/disarms their tripwires.
+
+    A module the kernel has not imported is not imported here (torchvision alone takes seconds):
+    while the call runs, an import hook arms it as soon as the student's code imports it."""
+
+    def __init__(self):
+        self.resolved = {}          # spec name -> [(function, display name)]
+
+    def resolve(self, spec):
+        """spec: {"name", "module", "attrs", "root", "kind"} from the grader (which resolved the
+        name in its own process); None while its module is not imported. Raises LookupError when
+        the kernel's objects are not the library's (the notebook replaced the module or function)."""
+        name = spec["name"]
+        if name in self.resolved:
+            return self.resolved[name]
+        module = sys.modules.get(spec["module"])
+        if module is None:
+            return None
+        obj = module
+        try:
+            for attr in spec["attrs"]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            raise LookupError(f"{name} was removed from its module") from None
+        kind = "module" if isinstance(obj, _types.ModuleType) else "class" if isinstance(obj, type) else "function"
+        functions = _functions_of(obj, spec["root"], spec["module"] if kind == "module" else name)
+        if kind != spec["kind"] or not functions:
+            raise LookupError(f"{name} in the kernel is not the library's {spec['kind']}")
+        self.resolved[name] = functions
+        return functions
+
+    def arm(self, specs, violations):
+        """Swap in the tripwires; returns the list of (function, original code, tripwire code) that
+        disarm() takes (it grows when the call imports a forbidden module)."""
+        def recorder(key):
+            violations.append([key, "call"])
+            raise ForbiddenOperation(f"{key} is not allowed in this exercise")
+
+        armed, done, pending = [], set(), []
+
+        def arm_spec(spec):
+            functions = self.resolve(spec)
+            if functions is None:
+                return False
+            for f, key in functions:
+                if id(f) not in done:
+                    done.add(id(f))
+                    original = f.__code__
+                    trip = _tripwire_code(len(original.co_freevars), recorder, key)
+                    f.__code__ = trip
+                    armed.append((f, original, trip))
+            return True
+
+        for spec in specs:
+            if not arm_spec(spec):
+                pending.append(spec)
+        if pending:
+            hook = _ImportHook(pending, arm_spec)
+            sys.meta_path.insert(0, hook)
+            armed.append(hook)
+        return armed
+
+    @staticmethod
+    def disarm(armed):
+        """Put the original code back; False if a tripwire had been removed meanwhile."""
+        intact = True
+        for item in armed:
+            if isinstance(item, _ImportHook):
+                intact = intact and item in sys.meta_path
+                while item in sys.meta_path:
+                    sys.meta_path.remove(item)
+                continue
+            f, original, trip = item
+            intact = intact and f.__code__ is trip
+            f.__code__ = original
+        return intact
+
+
+class _ImportHook:
+    """A meta-path finder that arms forbidden callables as soon as their module is imported."""
+
+    def __init__(self, pending, arm_spec):
+        self.pending, self.arm_spec = pending, arm_spec
+        self.busy = False
+
+    def find_spec(self, fullname, path=None, target=None):
+        if self.busy or not any(fullname == s["module"] or fullname.startswith(s["module"] + ".")
+                                or s["module"].startswith(fullname + ".") for s in self.pending):
+            return None
+        self.busy = True
+        try:
+            from importlib.util import find_spec
+            spec = find_spec(fullname)
+        finally:
+            self.busy = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader, hook = spec.loader, self
+
+        class _Arming:
+            def create_module(self, s):
+                return loader.create_module(s)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                for pending in list(hook.pending):
+                    if hook.arm_spec(pending):
+                        hook.pending.remove(pending)
+
+            def __getattr__(self, name):
+                return getattr(loader, name)
+
+        spec.loader = _Arming()
+        return spec
+
+
+_TRIPWIRES = _Tripwires()
+
+
+def _guarded_call(fn, args, kwargs, groups, calls=()):
+    """fn(*args, **kwargs) with the forbidden groups blocked and the forbidden callables (specs,
+    see _Tripwires) armed; returns (value, problem dict or None).
 
     The modes are entered and left by hand (not `with`): student code that pops them would make
     a `with` block's exit raise and lose the verdict."""
-    if not groups:
+    if not groups and not calls:
         return fn(*args, **kwargs), None
     guard = _Guard(groups)
-    dmode, fmode = _DispatchGuard(guard), _FunctionGuard(guard)
-    outcome, problem = None, None
-    fmode.__enter__()
-    dmode.__enter__()
+    modes = (_DispatchGuard(guard), _FunctionGuard(guard)) if groups else ()
+    outcome, problem, armed = None, None, []
     try:
-        if not _guard_is_active(guard, dmode, fmode):
+        armed = _TRIPWIRES.arm(calls, guard.violations)
+    except LookupError as e:
+        _TRIPWIRES.disarm(armed)
+        return None, {"status": "tampered", "reason": str(e)[:MAX_MESSAGE]}
+    for mode in reversed(modes):
+        mode.__enter__()
+    try:
+        if modes and not _guard_is_active(guard, *modes):
             problem = {"status": "tampered", "reason": "the guard did not work before the call"}
         else:
             try:
@@ -152,16 +360,18 @@ def _guarded_call(fn, args, kwargs, groups):
             except BaseException as e:  # noqa: B036 - re-raised below, after the guard is checked
                 outcome = ("error", e)
             violations = list(guard.violations)
-            if not _guard_is_active(guard, dmode, fmode):
+            if modes and not _guard_is_active(guard, *modes):
                 problem = {"status": "tampered", "reason": "the guard was disabled during the call"}
             elif violations:
                 problem = {"status": "forbidden", "ops": violations[:20]}
     finally:
-        for mode in (dmode, fmode):
+        for mode in modes:
             try:
                 mode.__exit__(None, None, None)
             except BaseException:  # noqa: B036 - popped by student code: reported as tampering above
                 problem = problem or {"status": "tampered", "reason": "the guard was removed during the call"}
+        if not _TRIPWIRES.disarm(armed):
+            problem = problem or {"status": "tampered", "reason": "a forbidden function was restored during the call"}
     if problem is not None:
         return None, problem
     if outcome[0] == "error":
@@ -296,7 +506,7 @@ def install(token, directory):
         if op == "call":
             fn = obj if req.get("method") is None else getattr(obj, req["method"])
             args, kwargs = codec.decode(req["args"]), codec.decode(req["kwargs"])
-            value, problem = _guarded_call(fn, args, kwargs, req.get("forbid") or ())
+            value, problem = _guarded_call(fn, args, kwargs, req.get("forbid") or (), req.get("forbid_calls") or ())
             return problem or {"status": "ok", "value": codec.encode(value)}
         return {"status": "error", "type": "GraderError", "message": f"unknown request {op!r}", "traceback": []}
 

@@ -2,6 +2,7 @@
 
     student.conv2d_naive(X, W)                       # call a global of the notebook
     conv = student.function("conv2d_naive", forbid=("convolution",), timeout=30)
+    rf = student.function("receptive_field", forbid_calls=("dlcourse.receptive_field",))
     net = student.TinyNet()                          # not data -> a RemoteRef handle
     net(X); net.method("forward")(X); net.attr("fc"); net.state_dict()
 
@@ -10,6 +11,19 @@ numpy arrays, RemoteRefs). Results come back through `torch.load(weights_only=Tr
 is returned as is (tensor subclasses and Parameters become plain tensors), anything else stays in
 the kernel and comes back as a `RemoteRef`. A RemoteRef used where data was expected raises
 `BadResult` ("... returned an object of type X; expected a tensor or plain data").
+
+Rules on a call, checked while the student's function runs (not by reading its source):
+  forbid=        op groups ("convolution", "unfold", "dropout"): any torch route to such an
+                 operator (F.conv2d, an alias, nn.Conv2d, torch.ops.aten.*, ...) is a forbidden use.
+  forbid_calls=  dotted names of Python callables the function must not call: a function
+                 ("dlcourse.receptive_field"), a class ("torchvision.models.VGG": any of its methods,
+                 so also a subclass calling super().__init__) or a module/package
+                 ("torchvision.models": every function and class defined in it, "dlcourse.bench").
+                 The names are resolved here, in the grader; in the kernel the code of those
+                 functions is swapped for a tripwire during the call, so a rename, `import ... as`,
+                 getattr, functools.partial or another thread reaches it too.
+Either raises `ForbiddenCall` with a message for the student (also when the student's code caught
+the guard's exception), and so does a guard that was switched off during the call.
 
 Every failure that is the student's doing is a `StudentFailure`; its message is written for the
 student and becomes the test's message. It never contains expected values or suite source.
@@ -97,20 +111,72 @@ def decode_result(value, session, origin: str):
     return value
 
 
+_CALLABLE_SPECS: dict[str, dict] = {}
+
+
+def forbidden_callable(name: str) -> dict:
+    """Resolve a forbid_calls name in the grader's own process (never trusting the kernel's
+    modules): {"name", "module", "attrs", "kind", "root"}, root being the file (function, class)
+    or folder (package) its code must come from. ValueError for a name that is not a Python
+    function, class or module (a suite error)."""
+    import importlib
+    import inspect
+    import os
+
+    if name in _CALLABLE_SPECS:
+        return _CALLABLE_SPECS[name]
+    if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+        raise ValueError(f"forbid_calls: {name!r} is not a dotted name such as 'dlcourse.receptive_field'")
+    parts = name.split(".")
+    module, attrs = None, []
+    for i in range(len(parts), 0, -1):
+        try:
+            module = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        attrs = parts[i:]
+        break
+    if module is None:
+        raise ValueError(f"forbid_calls: no module found for {name!r}")
+    obj = module
+    try:
+        for attr in attrs:
+            obj = getattr(obj, attr)
+    except AttributeError:
+        raise ValueError(f"forbid_calls: {name!r} does not exist") from None
+    if inspect.ismodule(obj):
+        kind, path = "module", obj.__file__
+        root = os.path.dirname(path) + os.sep if os.path.basename(path) == "__init__.py" else path
+    elif inspect.isclass(obj):
+        kind, root = "class", inspect.getfile(obj)
+    elif inspect.isfunction(inspect.unwrap(obj)):
+        kind, root = "function", inspect.unwrap(obj).__code__.co_filename
+    else:
+        raise ValueError(f"forbid_calls: {name!r} is not a Python function, class or module (a builtin has no "
+                         f"code the guard can watch)")
+    spec = {"name": name, "module": module.__name__, "attrs": attrs, "kind": kind, "root": root}
+    _CALLABLE_SPECS[name] = spec
+    return spec
+
+
 class StudentFunction:
     """A callable that runs a notebook global (or a handle's method) in the student's kernel."""
 
-    def __init__(self, session, target, *, method=None, forbid=(), timeout=None, label=None):
+    def __init__(self, session, target, *, method=None, forbid=(), forbid_calls=(), timeout=None, label=None):
         forbid = (forbid,) if isinstance(forbid, str) else tuple(forbid)
+        forbid_calls = (forbid_calls,) if isinstance(forbid_calls, str) else tuple(forbid_calls)
         session.check_forbid(forbid)
         self._session, self._target, self._method = session, target, method
         self._forbid, self._timeout = forbid, timeout
+        self._calls = [forbidden_callable(name) for name in forbid_calls]
         self._label = label or str(target[1])
 
     def __call__(self, *args, **kwargs):
         request = {"op": "call", "target": list(self._target), "method": self._method,
-                   "args": encode_args(list(args)), "kwargs": encode_args(kwargs), "forbid": list(self._forbid)}
-        return self._session.request(request, label=self._label, timeout=self._timeout, forbid=self._forbid)
+                   "args": encode_args(list(args)), "kwargs": encode_args(kwargs), "forbid": list(self._forbid),
+                   "forbid_calls": self._calls}
+        return self._session.request(request, label=self._label, timeout=self._timeout,
+                                     forbid=self._forbid + tuple(c["name"] for c in self._calls))
 
     def __repr__(self):
         return f"<student function {self._label}>"
@@ -129,9 +195,9 @@ class RemoteRef:
     def __call__(self, *args, **kwargs):
         return StudentFunction(self._session, ("ref", self._ref_id), label=f"{self._type} instance")(*args, **kwargs)
 
-    def method(self, name: str, forbid=(), timeout=None) -> StudentFunction:
-        return StudentFunction(self._session, ("ref", self._ref_id), method=name, forbid=forbid, timeout=timeout,
-                               label=f"{self._type}.{name}")
+    def method(self, name: str, forbid=(), timeout=None, forbid_calls=()) -> StudentFunction:
+        return StudentFunction(self._session, ("ref", self._ref_id), method=name, forbid=forbid,
+                               forbid_calls=forbid_calls, timeout=timeout, label=f"{self._type}.{name}")
 
     def attr(self, name: str):
         return self._session.request({"op": "getattr", "target": ["ref", self._ref_id], "name": name},
@@ -200,9 +266,12 @@ class Student:
             raise AttributeError(name)
         return self.function(name)
 
-    def function(self, name: str, forbid=(), timeout=None) -> StudentFunction:
-        """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout"), `timeout` seconds."""
-        return StudentFunction(self._session, ("name", name), forbid=forbid, timeout=timeout, label=name)
+    def function(self, name: str, forbid=(), timeout=None, forbid_calls=()) -> StudentFunction:
+        """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout"), `forbid_calls`
+        dotted names of callables it must not use ("dlcourse.receptive_field", "torchvision.models"),
+        `timeout` seconds (see the module docstring)."""
+        return StudentFunction(self._session, ("name", name), forbid=forbid, forbid_calls=forbid_calls,
+                               timeout=timeout, label=name)
 
     def get(self, name: str):
         """The value of a global: data, or a RemoteRef for other objects."""

@@ -106,6 +106,38 @@ def wreck():
                 if f.endswith(".pt") or f.endswith(".json"):
                     os.unlink(os.path.join(path, f))
             os.chmod(path, 0)
+import functools, threading
+import dlcourse
+import torchvision
+from dlcourse import receptive_field as rf_alias
+def rf_own(layers):                             # honest: no library call
+    r, j = 1, 1
+    for k, s in layers:
+        r, j = r + (k - 1) * j, j * s
+    return r
+def rf_direct(layers): return dlcourse.receptive_field(layers)
+def rf_renamed(layers): return rf_alias(layers)
+def rf_getattr(layers): return getattr(dlcourse, "receptive" + "_field")(layers)
+def rf_partial(layers): return functools.partial(dlcourse.anatomy.receptive_field)(layers)
+def rf_caught(layers):
+    try:
+        return dlcourse.receptive_field(layers)
+    except Exception:
+        return rf_own(layers)
+def rf_thread(layers):
+    out = []
+    t = threading.Thread(target=lambda: out.append(rf_alias(layers)))
+    t.start(); t.join()
+    return out[0] if out else rf_own(layers)
+def net_renamed():                              # dlcourse.bench is first imported here, during the call
+    from dlcourse.bench import lenet as _x
+    return _x()
+def net_builder(): return getattr(torchvision.models, "squeeze" + "net1_1")(num_classes=10)
+class MyBlock(torchvision.models.resnet.BasicBlock):
+    def __init__(self):
+        super().__init__(8, 8)
+def net_subclass(): return MyBlock()
+def net_own(): return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.Flatten())
 _real_save = torch.save
 def sneaky_save():
     def fake(obj, f, *a, **k):
@@ -163,6 +195,41 @@ def test_switching_the_guard_off_at_run_time_is_caught(student):
     with pytest.raises(ForbiddenCall, match="guard"):
         student.function("pops_guard", forbid=CONV)(X, W)
     assert torch.allclose(student.function("ok", forbid=CONV)(X, W), F.conv2d(X, W), atol=1e-5)   # still works
+
+
+RF = ("dlcourse.receptive_field",)
+NETS = ("dlcourse.bench.lenet", "torchvision.models")
+
+
+def test_an_honest_function_passes_with_forbidden_callables(student):
+    assert student.function("rf_own", forbid_calls=RF)([(3, 1), (3, 2)]) == 5
+    net = student.function("net_own", forbid_calls=NETS)()
+    assert isinstance(net, RemoteRef) and net.type_name == "torch.nn.modules.container.Sequential"
+
+
+@pytest.mark.parametrize("name", ["rf_direct", "rf_renamed", "rf_getattr", "rf_partial", "rf_caught", "rf_thread"])
+def test_a_forbidden_callable_is_caught_under_any_name(student, name):
+    with pytest.raises(ForbiddenCall, match=f"{name} called dlcourse.receptive_field, which this exercise does not "
+                                            f"allow"):
+        student.function(name, forbid_calls=RF)([(3, 1), (3, 2)])
+    assert student.function(name)([(3, 1), (3, 2)]) == 5           # without the rule it runs (and is restored)
+    assert student.function("rf_own", forbid_calls=RF)([(3, 1)]) == 3
+
+
+@pytest.mark.parametrize("name, what", [("net_renamed", "dlcourse.bench.lenet"),
+                                        ("net_builder", "torchvision.models.squeezenet.squeezenet1_1"),
+                                        ("net_subclass", "torchvision.models.resnet.BasicBlock")])
+def test_ready_made_networks_are_caught(student, name, what):
+    with pytest.raises(ForbiddenCall, match=f"{name} called {what}"):
+        student.function(name, forbid_calls=NETS)()
+    assert isinstance(student.function(name)(), RemoteRef)
+
+
+def test_forbidden_callables_must_exist_in_the_grader(student):
+    with pytest.raises(ValueError, match="does not exist"):
+        student.function("rf_own", forbid_calls=("dlcourse.no_such_function",))
+    with pytest.raises(ValueError, match="builtin"):
+        student.function("rf_own", forbid_calls=("torch.conv2d",))
 
 
 def test_tampering_found_in_the_source_refuses_forbid_calls(student):

@@ -191,6 +191,20 @@ class LeNet5(nn.Module):
     def forward(self, X):
         return self.body(X)
 '''
+BENCH_RENAMED = '''
+from dlcourse.bench import lenet as _layers      # a rename hides "bench" from a check on names
+
+
+class LeNet5(nn.Module):
+    """Looks like my own class, but the layers are the library's, under another name."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = _layers()
+
+    def forward(self, X):
+        return self.body(X)
+'''
 TORCHVISION = '''
 import torchvision
 
@@ -252,6 +266,8 @@ CASES = [
          "LeNet5 is dlcourse.bench.lenet: not the student's own class"),
     Case("cheat_bench_wrapped", "cheat", with_setup(SHRINK, LeNet5=BENCH_WRAPPED), Lose([NET, TRAIN], keep=[SHAPES]),
          "an own class that only wraps dlcourse.bench.lenet()"),
+    Case("cheat_bench_renamed", "cheat", with_setup(SHRINK, LeNet5=BENCH_RENAMED), Lose([NET, TRAIN], keep=[SHAPES]),
+         "an own class that wraps dlcourse.bench.lenet imported under another name"),
     Case("cheat_torchvision", "cheat", with_setup(SHRINK, LeNet5=TORCHVISION), Lose([NET, TRAIN], keep=[SHAPES]),
          "a torchvision ResNet-18 instead of LeNet"),
     Case("cheat_zero_epochs", "cheat", with_setup("num_epochs = 0   # finishes fast"),

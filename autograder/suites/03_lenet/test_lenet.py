@@ -50,8 +50,9 @@ _COMMON = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120,), (84, 120), (84,), (
 LENET_SHAPES = (Counter(_COMMON + [(120, 400)]), Counter(_COMMON + [(120, 16, 5, 5)]))
 ALL_SHAPES = set(_COMMON) | {(120, 400), (120, 16, 5, 5)}
 
-# Names a LeNet5 written by the student has no reason to use: other people's finished networks.
-FOREIGN = {"bench", "torchvision", "models", "hub", "timm"}
+# What a LeNet5 written by the student has no reason to call: other people's finished networks.
+# Enforced while LeNet5() and its forward run (whatever name the student imported them under).
+READY_MADE = ("dlcourse.bench", "torchvision.models")
 
 
 def randn(*shape, seed):
@@ -61,44 +62,26 @@ def randn(*shape, seed):
 # ------------------------------------------------------------------------------------------
 # The student's network
 # ------------------------------------------------------------------------------------------
-def code_names(student, name, method):
-    """Global and attribute names used by `name.method`'s code (empty if it cannot be read)."""
-    try:
-        code = student.get(name).attr(method).attr("__code__")
-        names = code.attr("co_names") if isinstance(code, RemoteRef) else ()
-    except Exception:           # a method without Python code (inherited from C), ...
-        return set()
-    if not isinstance(names, tuple):
-        return set()
-    return {part for n in names if isinstance(n, str) for part in n.split(".")}     # "dlcourse.bench" too
-
-
-def check_own_class(student, ref, what):
+def check_own_class(ref, what):
     """`ref` must be an instance of the notebook's own LeNet5 class, not someone else's network."""
     if not isinstance(ref, RemoteRef):
         fail(f"{what} is a {type(ref).__name__}, not a network: LeNet5 must be an nn.Module subclass")
     check(ref.type_name == "LeNet5",
           f"{what} is an object of type {ref.type_name}: it must be an instance of the LeNet5 class "
           f"defined in your notebook (class LeNet5(nn.Module))")
-    used = set()
-    for method in ("__init__", "forward"):
-        used |= code_names(student, "LeNet5", method)
-    foreign = sorted(used & FOREIGN)
-    check(not foreign, f"LeNet5 uses {', '.join(foreign)}: build the layers yourself instead of using "
-                       f"a finished network")
 
 
 def new_net(student):
     """A fresh LeNet5() from the student's kernel, in eval mode."""
-    net = student.function("LeNet5", timeout=30)()
-    check_own_class(student, net, "LeNet5()")
+    net = student.function("LeNet5", timeout=30, forbid_calls=READY_MADE)()
+    check_own_class(net, "LeNet5()")
     net.method("eval")()
     return net
 
 
 def forward(net, X, what):
     """The network's output on X (called in the student's kernel), checked to be an (N, 10) finite tensor."""
-    Y = net.method("__call__", timeout=60)(X)
+    Y = net.method("__call__", timeout=60, forbid_calls=READY_MADE)(X)
     if not isinstance(Y, torch.Tensor):
         kind = Y.type_name if isinstance(Y, RemoteRef) else type(Y).__name__
         fail(f"{what}: forward returned a {kind}, expected a torch.Tensor")
@@ -261,8 +244,9 @@ def exam_set(student):
 @points(2, cell="test_train_lenet")
 def test_exam_accuracy(student):
     """the trained `net` (a LeNet5) classifies the grader's exam digits, which the notebook never uses, with at least 85% accuracy"""
+    new_net(student)                # the class itself is built without a ready-made network
     net = student.get("net")
-    check_own_class(student, net, "`net`")
+    check_own_class(net, "`net`")
     check_lenet_shapes(net.state_dict(), "`net`")
     net.method("eval")()
     X, y = exam_set(student)
