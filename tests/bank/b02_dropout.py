@@ -16,7 +16,7 @@ import functools
 
 from nbformat.v4 import new_code_cell
 
-from .common import Case, Lose, append, edit, release, reference, submission
+from .common import Case, Lose, Named, append, edit, release, reference, submission
 
 ASSIGNMENT = "02_dropout"
 CELLS = ("test_dropout", "test_Dropout")
@@ -292,41 +292,54 @@ CASES = [
          "(p checked on the first forward pass)"),
     # --- honest mistakes, one per notebook: all but the layer ones are in dropout()
     Case("mistake_no_rescale", "mistake", sub(dropout=no_rescale), lose("dropout"),
-         "survivors not multiplied by 1 / (1 - p): the mean shrinks by (1 - p)"),
-    Case("mistake_rescale_by_p", "mistake", sub(dropout=rescale_by_p), lose("dropout"), "x * mask / p"),
+         "survivors not multiplied by 1 / (1 - p): the mean shrinks by (1 - p)",
+         names=Named("test_dropout", "not rescaled")),
+    Case("mistake_rescale_by_p", "mistake", sub(dropout=rescale_by_p), lose("dropout"), "x * mask / p",
+         names=Named("test_dropout", "x / p")),
     Case("mistake_p_is_keep_probability", "mistake", sub(dropout=p_as_keep_probability), lose("dropout"),
-         "p used as the probability of keeping (the paper's convention): keep = u < p, scaled by 1/p"),
+         "p used as the probability of keeping (the paper's convention): keep = u < p, scaled by 1/p",
+         names=Named("test_dropout", "probability of keeping")),
     Case("mistake_function_active_at_inference", "mistake", sub(dropout=ignores_training),
          Lose(("test_dropout", "test_Dropout")),
          "training=False ignored; the reference layer passes self.training to it, so the layer drops in eval "
-         "mode too"),
+         "mode too",
+         names=Named("test_dropout", "training=False")),
     Case("mistake_float64_mask", "mistake", sub(dropout=float64_mask), lose("dropout"),
-         "a float64 mask: float32/float16/bfloat16 inputs come back as float64"),
+         "a float64 mask: float32/float16/bfloat16 inputs come back as float64",
+         names=Named("test_dropout", "float64", "mask")),
     Case("mistake_shared_mask", "mistake", sub(dropout=shared_mask), lose("dropout"),
-         "one mask of shape x.shape[1:] broadcast over the batch: every example loses the same units"),
+         "one mask of shape x.shape[1:] broadcast over the batch: every example loses the same units",
+         names=Named("test_dropout", "same mask")),
     Case("mistake_ignores_generator", "mistake", sub(dropout=ignores_generator), lose("dropout"),
-         "the generator argument is never used (masks from the global RNG)"),
+         "the generator argument is never used (masks from the global RNG)",
+         names=Named("test_dropout", "generator")),
     Case("mistake_detached", "mistake", sub(dropout=detached), lose("dropout"),
-         "the output is detached: no gradient reaches x"),
+         "the output is detached: no gradient reaches x",
+         names=Named("test_dropout", "detached")),
     Case("mistake_inplace_on_input", "mistake", sub(dropout=inplace_on_input), lose("dropout"),
-         "x.mul_(mask) changes the caller's tensor and breaks autograd on a leaf that requires grad"),
+         "x.mul_(mask) changes the caller's tensor and breaks autograd on a leaf that requires grad",
+         names=Named("test_dropout", "in-place")),
     # Mistakes in the layer, each paired with a mistake in dropout() that the layer does not inherit: one
     # notebook, two mistakes, each must cost points in its own cell.
     Case("mistakes_cpu_mask_layer_active_in_eval", "mistake", sub(dropout=cpu_mask, Dropout=layer_ignores_eval),
          Lose(("test_dropout", "test_Dropout")),
          "torch.rand without device=x.device (the mask is made on the CPU whatever x's device); the layer "
-         "always calls dropout(..., training=True)"),
+         "always calls dropout(..., training=True)",
+         names=(Named("test_dropout", "device=x.device"), Named("test_Dropout", "self.training"))),
     Case("mistakes_nan_at_p_one_layer_other_draw", "mistake",
          sub(dropout=nan_at_p_one, Dropout=LAYER_OWN_CODE_OTHER_DRAW), Lose(("test_dropout", "test_Dropout")),
          "no special case for p = 1 (x * 0 / 0 gives NaN); a layer with its own code that draws its masks "
-         "another way (u < 1 - p, on the CPU): not the function's masks for the same generator state"),
+         "another way (u < 1 - p, on the CPU): not the function's masks for the same generator state",
+         names=(Named("test_dropout", "p = 1"), Named("test_Dropout", "mask of its own"))),
     Case("mistakes_no_value_error_layer_own_eval_flag", "mistake",
          sub(dropout=no_value_error, Dropout=LAYER_OWN_EVAL_FLAG), Lose(("test_dropout", "test_Dropout")),
          "p outside [0, 1] accepted by dropout() (this layer checks p itself); a layer that reads its own flag "
-         "set by overriding eval(): .train() and nn.Sequential(...).eval() never reach it"),
+         "set by overriding eval(): .train() and nn.Sequential(...).eval() never reach it",
+         names=(Named("test_dropout", "ValueError"), Named("test_Dropout", "its own train/eval flag"))),
     Case("demo_mistakes", "mistake", sub(short=False, dropout=no_rescale, Dropout=layer_ignores_eval),
          Lose(("test_dropout", "test_Dropout")),
-         "for the demo: dropout without 1/(1-p) and a layer that ignores eval()"),
+         "for the demo: dropout without 1/(1-p) and a layer that ignores eval()",
+         names=(Named("test_dropout", "not rescaled"), Named("test_Dropout", "self.training"))),
     # --- cheats: PyTorch's own dropout, however it is reached, and a tensor that claims to be right
     Case("demo_cheat", "cheat", sub(short=False, dropout=DROPOUT_F), Lose(("test_dropout", "test_Dropout")),
          "F.dropout inside dropout() (the reference layer calls it, so the layer loses too)"),

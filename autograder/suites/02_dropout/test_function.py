@@ -25,12 +25,19 @@ Oracles
 
 PyTorch's own dropout (aten dropout/native_dropout/feature_dropout/..., F.dropout, nn.Dropout) is
 forbidden while the student's function runs (op group "dropout").
+
+Known mistakes are named by what the student's output shows (testing: `check(..., mistake=...)`),
+each recognised from the grader's own numbers: kept elements equal to x (no rescaling) or x / p,
+the fraction dropped equal to 1 - p (p taken as the keep probability), drops with training=False,
+NaN at p = 1, no ValueError, a failure on a non-CPU tensor that names the device, a float64
+result for a lower-precision input, masks shared across the batch, a generator that changes
+nothing, a zero gradient (detached output) and an in-place error in backpropagation.
 """
 import math
 
 import torch
 
-from autograder.testing import StudentError, check, fail, nonzero_input, points, remote_generator
+from autograder.testing import StudentError, check, fail, named, nonzero_input, points, remote_generator
 
 DROPOUT = ("dropout",)
 CELL = "test_dropout"
@@ -52,6 +59,39 @@ def tensor_result(y, what):
     return y
 
 
+# ------------------------------------------------------------------ known mistakes
+NO_RESCALE = ("the elements you keep are x itself, not rescaled: inverted dropout multiplies every kept element by "
+              "1 / (1 - p), so that the expected output equals x and nothing changes at inference (section 1)")
+RESCALE_BY_P = ("the elements you keep are x / p: the factor is 1 / (1 - p), one over the probability of KEEPING an "
+                "element (section 1)")
+P_IS_KEEP = ("you use p as the probability of keeping an element (you drop a fraction 1 - p and scale by 1 / p): "
+             "here, as in PyTorch, p is the probability of DROPPING one; the original paper's p is the keep "
+             "probability (sections 1 and 3)")
+ACTIVE_AT_INFERENCE = ("your dropout still drops elements when called with training=False: at inference it must "
+                       "return x unchanged, no mask and no scaling (section 3)")
+NAN_AT_P_ONE = ("with p = 1 you divide by 1 - p = 0 (0 / 0 gives NaN): when every element is dropped, return zeros "
+                "without rescaling (section 1)")
+NO_VALUE_ERROR = "you accept a p outside [0, 1]: raise ValueError when p is not a probability (section 1)"
+MASK_ON_CPU = ("your mask is made on the CPU whatever x's device: draw it with device=x.device "
+               "(torch.rand(x.shape, device=x.device, ...)), or it costs a copy to the GPU every step (section 1)")
+OTHER_DTYPE = ("your result has another dtype than x: a mask made in float64 (or multiplied with a float64 "
+               "number tensor) promotes the result; make the mask in x.dtype or use a bool mask (section 1)")
+SHARED_MASK = ("every example of the batch gets the same mask (one mask shared along the batch, e.g. drawn with "
+               "x.shape[1:]): draw one coin per element, with x's full shape (section 1)")
+IGNORES_GENERATOR = ("your mask does not come from the generator argument (two generators with the same seed gave "
+                     "different masks): pass generator=generator to torch.rand (section 1)")
+DETACHED = ("no gradient reaches x: the output is detached from x (.detach(), torch.no_grad() or a copy through "
+            "numpy); compute it from x with tensor operations (section 1)")
+IN_PLACE = ("backpropagation fails because you change x in-place (x.mul_, x[...] = 0): x is an input of the "
+            "computation graph; compute a new tensor instead (section 1)")
+
+
+def dropped_fraction_near(y, q):
+    """Whether y's fraction of zeros is q, up to 6 binomial standard deviations for y.numel() elements."""
+    n = y.numel()
+    return abs((y == 0).double().mean().item() - q) <= 6 * math.sqrt(max(q * (1 - q), 1e-12) / n) + 1e-9
+
+
 def check_inverted_dropout_values(y, x, p, what):
     """Every element of y is 0 or x / (1 - p) (x has no zeros)."""
     tensor_result(y, what)
@@ -63,6 +103,10 @@ def check_inverted_dropout_values(y, x, p, what):
     check(not bool(kept.all()), f"{what}: no element was dropped")
     scaled = torch.isclose(y64[kept], x64[kept] / (1 - p), rtol=1e-5, atol=1e-6)
     if not bool(scaled.all()):
+        if bool(torch.isclose(y64[kept], x64[kept], rtol=1e-5, atol=1e-6).all()):
+            named(what, NO_RESCALE)
+        if bool(torch.isclose(y64[kept], x64[kept] / p, rtol=1e-5, atol=1e-6).all()):
+            named(what, P_IS_KEEP if dropped_fraction_near(y64, 1 - p) else RESCALE_BY_P)
         ratio = (y64[kept] / x64[kept]).median().item()
         fail(f"{what}: the elements you keep are not x / (1 - p): {int((~scaled).sum())} of {int(kept.sum())} "
              f"differ (your kept elements are about {ratio:.3g} times x)")
@@ -77,10 +121,15 @@ def test_identity_at_inference(student):
     for p in (0.3, 0.5, 0.9):
         y = tensor_result(fn(x, p, training=False), f"dropout(x, p={p}, training=False)")
         check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p={p}, training=False): wrong shape: got {tuple(y.shape)}")
+        if not torch.equal(y.to(x.dtype), x) and bool((y == 0).any()):
+            named(f"dropout(x, p={p}, training=False)", ACTIVE_AT_INFERENCE)
         check(torch.equal(y.to(x.dtype), x), f"dropout(x, p={p}, training=False) changed x: at inference dropout "
                                              f"must do nothing (no mask, no scaling)")
     y = fn(x, 0.4, training=False, generator=remote_generator(student, 5))
-    check(torch.equal(tensor_result(y, "dropout(x, 0.4, training=False, generator=g)").to(x.dtype), x),
+    y = tensor_result(y, "dropout(x, 0.4, training=False, generator=g)")
+    if tuple(y.shape) == tuple(x.shape) and not torch.equal(y.to(x.dtype), x) and bool((y == 0).any()):
+        named("dropout(x, p=0.4, training=False, generator=g)", ACTIVE_AT_INFERENCE)
+    check(tuple(y.shape) == tuple(x.shape) and torch.equal(y.to(x.dtype), x),
           "dropout(x, p=0.4, training=False, generator=g) changed x: at inference dropout must do nothing")
 
 
@@ -100,7 +149,8 @@ def test_p_one_gives_zeros(student):
     y = tensor_result(student_dropout(student)(x, 1.0), "dropout(x, p=1.0)")
     check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p=1.0): wrong shape: got {tuple(y.shape)}")
     check(bool(torch.isfinite(y).all()), "dropout(x, p=1.0) contains NaN or inf: with p = 1 every element is "
-                                         "dropped and there is nothing to rescale (avoid dividing by 1 - p = 0)")
+                                         "dropped and there is nothing to rescale (avoid dividing by 1 - p = 0)",
+          mistake=NAN_AT_P_ONE)
     check(bool((y == 0).all()), "dropout(x, p=1.0) must be all zeros: every element is dropped")
     check(y.dtype == x.dtype, f"dropout(x, p=1.0) on a float32 input returned {y.dtype}")
 
@@ -116,7 +166,8 @@ def test_invalid_p_raises_value_error(student):
         except StudentError as e:
             check(e.type_name == "ValueError", f"dropout(x, p={bad}) raised {e.type_name}; it must raise ValueError")
         else:
-            fail(f"dropout(x, p={bad}) returned a result; it must raise ValueError (p is a probability in [0, 1])")
+            fail(f"dropout(x, p={bad}) returned a result; it must raise ValueError (p is a probability in [0, 1])",
+                 mistake=NO_VALUE_ERROR)
 
 
 # ------------------------------------------------------------------ the values
@@ -141,9 +192,10 @@ def test_fraction_dropped_is_p(student):
         dropped = (y == 0).double().mean().item()
         tolerance = 6 * math.sqrt(p * (1 - p) / n)
         if abs(dropped - p) > tolerance:
-            hint = " (is p the probability of dropping, not of keeping?)" if abs(dropped - (1 - p)) <= tolerance else ""
-            fail(f"dropout(x, p={p}) on {n:,} elements dropped a fraction {dropped:.4f}; that is more than "
-                 f"{tolerance:.4f} away from p{hint}")
+            what = f"dropout(x, p={p}) on {n:,} elements dropped a fraction {dropped:.4f}"
+            if abs(dropped - (1 - p)) <= tolerance:
+                named(what, P_IS_KEEP)
+            fail(f"{what}; that is more than {tolerance:.4f} away from p")
 
 
 @points(1, cell=CELL)
@@ -157,6 +209,11 @@ def test_mean_preserved(student):
         y = tensor_result(fn(x, p), f"dropout(x, p={p})")
         mean = y.double().mean().item()
         tolerance = 6 * c * math.sqrt(p / ((1 - p) * n))
+        what = f"dropout(x, p={p}) of a constant x = {c} has mean {mean:.4f}"
+        if abs(mean - c) > tolerance and abs(mean - c * (1 - p)) <= tolerance:
+            named(what, NO_RESCALE)
+        if abs(mean - c) > tolerance and abs(mean - c * (1 - p) / p) <= tolerance / p:
+            named(what, RESCALE_BY_P)
         check(abs(mean - c) <= tolerance,
               f"dropout(x, p={p}) of a constant x = {c} has mean {mean:.4f}; inverted dropout keeps the mean "
               f"(E[y] = x), up to {tolerance:.4f} on {n:,} elements")
@@ -174,14 +231,19 @@ def test_mask_on_the_input_device(student):
     try:
         y = fn(x, 0.5)
     except StudentError as e:
+        device_error = "device" in str(e.error_message).lower()
         fail(f"dropout(x, p=0.5) failed for a tensor x that is not on the CPU ({e.type_name}: "
-             f"{e.error_message[:200]}). Draw the random numbers on x's device: "
-             f"torch.rand(x.shape, device=x.device, ...)")
+             f"{e.error_message[:200]})" + (f": {MASK_ON_CPU}" if device_error else
+                                             ". Draw the random numbers on x's device: "
+                                             "torch.rand(x.shape, device=x.device, ...)"),
+             mistake=MASK_ON_CPU if device_error else None)
     tensor_result(y, "dropout(x, p=0.5) on a non-CPU tensor")
     check(y.device.type == "meta", f"dropout(x, p=0.5) for a tensor on the 'meta' device returned a tensor on "
-                                   f"'{y.device.type}'; the result must stay on x's device")
+                                   f"'{y.device.type}'; the result must stay on x's device: {MASK_ON_CPU}",
+          mistake=MASK_ON_CPU)
     check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p=0.5) on a non-CPU tensor: wrong shape: got {tuple(y.shape)}")
-    check(y.dtype == x.dtype, f"dropout(x, p=0.5) on a non-CPU float32 tensor returned {y.dtype}")
+    check(y.dtype == x.dtype, f"dropout(x, p=0.5) on a non-CPU float32 tensor returned {y.dtype}: {OTHER_DTYPE}",
+          mistake=OTHER_DTYPE)
 
 
 @points(1, cell=CELL)
@@ -192,12 +254,18 @@ def test_dtype_preserved(student):
     for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         x = base.to(dtype)
         y = tensor_result(fn(x, 0.3), f"dropout(x, p=0.3) for a {dtype} input")
-        check(y.dtype == dtype, f"dropout(x, p=0.3) for a {dtype} input returned {y.dtype}: make the mask in "
-                                f"x.dtype (or use a bool mask), so that a {dtype} network stays {dtype}")
+        check(y.dtype == dtype, f"dropout(x, p=0.3) for a {dtype} input returned {y.dtype}: {OTHER_DTYPE}",
+              mistake=OTHER_DTYPE)
         kept = y != 0
         check(bool(kept.any()) and not bool(kept.all()), f"dropout(x, p=0.3) for a {dtype} input dropped "
                                                          f"{'nothing' if bool(kept.all()) else 'everything'}")
         ok = torch.isclose(y[kept].double(), x[kept].double() / 0.7, rtol=1e-2, atol=1e-3)
+        if not bool(ok.all()):
+            what = f"dropout(x, p=0.3) for a {dtype} input"
+            if bool(torch.isclose(y[kept].double(), x[kept].double(), rtol=1e-2, atol=1e-3).all()):
+                named(what, NO_RESCALE)
+            if bool(torch.isclose(y[kept].double(), x[kept].double() / 0.3, rtol=1e-2, atol=1e-3).all()):
+                named(what, P_IS_KEEP if dropped_fraction_near(y, 0.7) else RESCALE_BY_P)
         check(bool(ok.all()), f"dropout(x, p=0.3) for a {dtype} input: the kept elements are not x / (1 - p)")
 
 
@@ -210,8 +278,10 @@ def test_every_element_gets_its_own_coin(student):
     mask = (y != 0).to(torch.int8)
     # 256 independent 200-element masks are all different unless something is shared (chance ~ 1e-55).
     rows = torch.unique(mask, dim=0).shape[0]
-    check(rows >= 250, f"dropout(torch.ones(256, 200), p=0.5): only {rows} different masks among 256 rows; every "
-                       f"example of a batch must get its own mask (draw it with x's full shape)")
+    what = f"dropout(torch.ones(256, 200), p=0.5): only {rows} different masks among 256 rows"
+    if rows == 1:
+        named(what, SHARED_MASK)
+    check(rows >= 250, f"{what}; every example of a batch must get its own mask (draw it with x's full shape)")
     cols = torch.unique(mask, dim=1).shape[1]
     check(cols >= 195, f"dropout(torch.ones(256, 200), p=0.5): only {cols} different patterns among 200 units; "
                        f"every element needs its own coin, not one per example")
@@ -233,8 +303,7 @@ def test_generator_controls_the_mask(student):
     y1 = tensor_result(fn(x, 0.4, training=True, generator=g1), "dropout(x, 0.4, generator=g)")
     check_inverted_dropout_values(y1, x, 0.4, "dropout(x, 0.4, generator=g)")
     y2 = tensor_result(fn(x, 0.4, training=True, generator=g2), "dropout(x, 0.4, generator=g)")
-    check(torch.equal(y1, y2), "two generators seeded with the same number gave different masks: draw the mask "
-                               "from `generator` (torch.rand(..., generator=generator))")
+    check(torch.equal(y1, y2), f"dropout(x, 0.4, generator=g): {IGNORES_GENERATOR}", mistake=IGNORES_GENERATOR)
     y3 = tensor_result(fn(x, 0.4, training=True, generator=g3), "dropout(x, 0.4, generator=g)")
     check(not torch.equal(y1, y3), "generators seeded with different numbers gave the same mask")
     y4 = tensor_result(fn(x, 0.4, training=True, generator=g1), "dropout(x, 0.4, generator=g)")
@@ -254,6 +323,8 @@ def test_gradient_is_mask_over_keep_probability(student):
     try:
         result = vjp(fn, x, v)
     except StudentError as e:
+        if "in-place" in str(e.error_message).lower() or "inplace" in str(e.error_message).lower():
+            named(f"backpropagation through dropout(x, p={p}) failed ({e.type_name})", IN_PLACE)
         fail(f"backpropagation through dropout(x, p={p}) failed ({e.type_name}: {e.error_message[:200]}); the output "
              f"must be a differentiable function of x (no .detach(), no torch.no_grad(), no in-place writes to x)")
     check(isinstance(result, (tuple, list)) and len(result) == 2, "backpropagation through dropout gave no gradient")
@@ -263,5 +334,7 @@ def test_gradient_is_mask_over_keep_probability(student):
           "backpropagation through dropout gave no gradient of x's shape")
     expected = v * (y != 0) / (1 - p)
     ok = torch.isclose(grad.double(), expected.double(), rtol=1e-4, atol=1e-5)
+    if not bool(ok.all()) and bool((grad == 0).all()):
+        named(f"the gradient of dropout(x, p={p}) is zero everywhere", DETACHED)
     check(bool(ok.all()), f"the gradient of dropout(x, p={p}) is wrong for {int((~ok).sum())} of {ok.numel()} "
                           f"elements: it must be mask / (1 - p) (0 where dropped); is the output detached from x?")

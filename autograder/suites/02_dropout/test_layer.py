@@ -13,11 +13,39 @@ directly (values 0 or x / (1 - p), reproducible with the generator).
 Oracles as in test_function.py: inputs without zeros (the mask is y != 0), generators created in the
 student's kernel through the notebook's `torch` (RemoteRefs), every result checked here. PyTorch's
 own dropout is forbidden during every call into the layer.
+
+Known mistakes are named from what the layer does: a layer that drops in evaluation mode is asked
+why, by calling the student's own `dropout(x, p, training=False)` (if that returns x, the layer
+ignores self.training; if not, the layer inherits exercise 1's mistake); a layer that obeys its own
+.eval() but not .train() or a network's eval() keeps a flag of its own; a layer whose masks differ
+from the student's `dropout` for the same generator draws its own.
 """
 import torch
 
-from autograder.testing import (MissingName, RemoteRef, StudentError, check, fail, nonzero_input, points,
+from autograder.testing import (MissingName, RemoteRef, StudentError, check, fail, named, nonzero_input, points,
                                 remote_generator)
+
+LAYER_IGNORES_EVAL = ("your layer drops in evaluation mode although your dropout(x, p, training=False) returns x: "
+                      "forward must pass self.training (set by .train() and .eval()) as dropout's training argument, "
+                      "not training=True (section 2)")
+INHERITS_TRAINING = ("your layer drops in evaluation mode because your dropout ignores training=False (exercise 1): "
+                     "fix dropout, and the layer follows (section 3)")
+OWN_FLAG = ("your layer keeps its own train/eval flag (set in an overridden eval()): .train() and a network's "
+            "net.eval() (which calls train(False) on every submodule, never your eval()) do not reach it; read "
+            "self.training in forward instead (section 2)")
+OWN_DRAW = ("your layer's masks differ from your dropout's for the same generator state: forward should call "
+            "your dropout(x, self.p, self.training, self.generator) rather than draw a mask of its own (section 2)")
+
+
+def why_active_in_eval(student, x, p):
+    """The explanation for a layer that drops in eval mode: its own fault, or inherited from dropout()."""
+    try:
+        y = student.function("dropout", forbid=DROPOUT, timeout=60)(x, p, False)
+    except (StudentError, MissingName):
+        return LAYER_IGNORES_EVAL
+    if isinstance(y, torch.Tensor) and tuple(y.shape) == tuple(x.shape) and torch.equal(y.to(x.dtype), x):
+        return LAYER_IGNORES_EVAL
+    return INHERITS_TRAINING
 
 DROPOUT = ("dropout",)
 CELL = "test_Dropout"
@@ -96,8 +124,8 @@ def test_layer_matches_function(student):
         return      # the student's dropout ignores its generator (exercise 1 loses for it): nothing to compare
     for i, (a, b) in enumerate(zip(y_layer, y_fn)):
         if not isinstance(b, torch.Tensor) or tuple(b.shape) != tuple(a.shape) or not torch.equal(a, b.to(a.dtype)):
-            fail(f"Dropout({p}, generator=g)(x) and dropout(x, {p}, True, g) differ (call {i + 1}, generators with "
-                 f"the same seed): in training mode the layer must give exactly what your dropout gives")
+            named(f"Dropout({p}, generator=g)(x) and dropout(x, {p}, True, g) differ (call {i + 1}, generators with "
+                  f"the same seed)", OWN_DRAW)
 
 
 @points(1, cell=CELL)
@@ -107,10 +135,16 @@ def test_layer_identity_in_eval_mode(student):
     layer = make_layer(student, 0.6, generator=remote_generator(student, 71))
     set_mode(layer, "eval")
     y = forward(layer, x, "Dropout(0.6) after .eval()")
+    if not torch.equal(y, x) and bool((y == 0).any()):
+        named("Dropout(0.6) after .eval() dropped elements", why_active_in_eval(student, x, 0.6))
     check(torch.equal(y, x), "Dropout(0.6) after .eval() changed its input: in evaluation mode the layer must "
                              "return x unchanged (no mask, no scaling)")
     set_mode(layer, "train")
     y = forward(layer, x, "Dropout(0.6) after .eval() and .train()")
+    if not bool((y == 0).any()):
+        fresh = forward(make_layer(student, 0.6), x, "a new Dropout(0.6)")
+        if bool((fresh == 0).any()):            # it drops before .eval(), not after .eval() and .train()
+            named("Dropout(0.6) after .eval() and .train() dropped nothing", OWN_FLAG)
     check(bool((y == 0).any()), "Dropout(0.6) after .train() dropped nothing: training mode must drop again")
 
 
@@ -124,6 +158,12 @@ def test_layer_follows_the_network_mode(student):
     net = student.get("torch").attr("nn").attr("Sequential")(make_layer(student, 0.6))
     net.method("eval", timeout=30)()
     y = forward(net, x, "nn.Sequential(Dropout(0.6)) after net.eval()")
+    if not torch.equal(y, x) and bool((y == 0).any()):
+        alone = make_layer(student, 0.6)
+        set_mode(alone, "eval")
+        if torch.equal(forward(alone, x, "Dropout(0.6) after .eval()"), x):
+            named("nn.Sequential(Dropout(0.6)) after net.eval() dropped elements", OWN_FLAG)
+        named("nn.Sequential(Dropout(0.6)) after net.eval() dropped elements", why_active_in_eval(student, x, 0.6))
     check(torch.equal(y, x), "nn.Sequential(Dropout(0.6)) after net.eval() changed its input: the layer must follow "
                              "self.training, which net.eval() sets for every submodule")
     net.method("train", timeout=30)()
