@@ -14,7 +14,8 @@ talking to it over zmq IPC sockets in the sandbox's private directory, and
     that runs too long is interrupted (StudentTimeout; killed and restarted if it ignores the
     interrupt); a kernel that dies is restarted and replayed (StudentCrash) so later tests still run.
 
-Student output during calls is never read (the call client has no iopub channel).
+Student output during calls is never read: the call client has no iopub channel, and the notebook
+client's is closed once the notebook has run, so nothing buffers what the kernel prints then.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from nbclient.exceptions import DeadKernelError
 
 from autograder import kernel_side
 from autograder.proxy import (BadResult, ForbiddenCall, MissingName, StudentCrash, StudentError, StudentTimeout,
-                              decode_result)
+                              check_result, decode_result)
 from autograder.sandbox import Limits, Sandbox
 
 log = logging.getLogger("autograder.kernel")
@@ -139,6 +140,7 @@ class KernelSession:
         self.nb_restarts = self.call_restarts = 0
         self.broken: str | None = None     # why calls cannot be served any more
         self.bootstrapped = self.guard_warm = False
+        self.notebook_done = False         # after the notebook, the output channel is closed
         self.tampering: list[str] = []     # set by the runner: suspicious names in student code
         self.notes: list[str] = []         # student-facing notes from the call phase
         self.timings = {"kernel_start": [], "notebook": 0.0, "calls": 0, "call_seconds": 0.0}
@@ -179,6 +181,8 @@ class KernelSession:
                         session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
         ckc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
         kc.allow_stdin = ckc.allow_stdin = False
+        if self.notebook_done:      # a restart during the calls: nobody reads the outputs any more
+            kc.stop_channels()
         self.km, self.kc, self.ckc = km, kc, ckc
         self.bootstrapped = self.guard_warm = False
         self.timings["kernel_start"].append(round(time.monotonic() - t0, 3))
@@ -359,6 +363,11 @@ class KernelSession:
                 evalue = _short(error.get("evalue", ""))
                 notes.append(f"{label} raised {error.get('ename', 'an error')}" + (f": {evalue}" if evalue else ""))
         self.timings["notebook"] = round(time.monotonic() - t0, 3)
+        # Close the output channel: what the kernel prints during the suite's calls would otherwise
+        # pile up in this process's zmq queue, unread (a flood grew the grader to gigabytes).
+        self.notebook_done = True
+        if self.kc is not None:
+            self.kc.stop_channels()
         notes += self.replay_notes
         self.replay_notes = []
         return notes
@@ -491,6 +500,7 @@ class KernelSession:
                 path.unlink()
             except OSError:
                 pass
+        result = check_result(result, label, self.limits.result_mb * 2**20)
         if not isinstance(result, dict) or not isinstance(result.get("status"), str):
             raise BadResult(f"{label}: the result came back in an unexpected form")
         return result

@@ -30,9 +30,34 @@ class SubmissionError(Exception):
     """The submission cannot be graded; str(e) says why, for the student."""
 
 
+MAX_NOTEBOOK_MB = 64       # a submitted notebook's size (outputs are stripped; code is small)
+MAX_JSON_DEPTH = 64        # nesting of the notebook's JSON (nbformat's own schema needs about 8)
+
+
+def _json_depth_exceeds(value, limit: int) -> bool:
+    """True if containers nest deeper than `limit` (iterative: no recursion on hostile input)."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth >= limit:
+                return True
+            stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
 def read_notebook(path: Path | str) -> nbformat.NotebookNode:
-    """Parse a submitted .ipynb (any nbformat 4.x or 3, upgraded to 4); SubmissionError if unusable."""
-    data = Path(path).read_bytes()
+    """Parse a submitted .ipynb (any nbformat 4.x or 3, upgraded to 4); SubmissionError if unusable.
+
+    Bounded: files over MAX_NOTEBOOK_MB and JSON nested deeper than MAX_JSON_DEPTH are refused
+    before anything (nbformat, copying, merging) walks them."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_MB * 2**20:
+        raise SubmissionError(f"the submitted file is too large ({size / 2**20:.0f} MB; at most "
+                              f"{MAX_NOTEBOOK_MB} MB): clear the notebook's outputs and submit again")
+    with open(path, "rb") as f:
+        data = f.read(MAX_NOTEBOOK_MB * 2**20 + 1)
     if not data.strip():
         raise SubmissionError("the submitted file is empty")
     try:
@@ -44,6 +69,11 @@ def read_notebook(path: Path | str) -> nbformat.NotebookNode:
     except json.JSONDecodeError as e:
         raise SubmissionError(f"the submitted file is not valid notebook JSON; it may be truncated or damaged "
                               f"({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except (RecursionError, MemoryError):
+        raise SubmissionError("the submitted file's JSON is nested too deeply to be a notebook") from None
+    if _json_depth_exceeds(raw, MAX_JSON_DEPTH):
+        raise SubmissionError(f"the submitted file's JSON is nested more than {MAX_JSON_DEPTH} levels deep; "
+                              f"it is not a notebook Jupyter wrote")
     if not isinstance(raw, dict) or not ("cells" in raw or "worksheets" in raw):
         raise SubmissionError("the submitted file is JSON but not a Jupyter notebook (it has no cells)")
     try:
@@ -254,14 +284,29 @@ SUSPICIOUS = (
 _SUSPICIOUS_RE = re.compile("|".join(re.escape(s) for s in SUSPICIOUS))
 
 
-def scan_tampering(sources: list[str]) -> list[str]:
-    """Suspicious names used by the student's code (identifiers, attributes, imports and strings)."""
+SCAN_PARSE_CHARS = 200_000     # cells longer than this are scanned as text (a regex: linear time)
+SCAN_TOTAL_CHARS = 8_000_000   # all student code; beyond it the rest is scanned as text too
+SCAN_SECONDS = 20.0            # parsing stops after this; the rest is scanned as text
+
+
+def scan_tampering(sources: list[str], *, seconds: float = SCAN_SECONDS) -> list[str]:
+    """Suspicious names used by the student's code (identifiers, attributes, imports and strings).
+
+    Bounded: a cell is parsed (ast) only while it is short, the code parsed so far is under
+    SCAN_TOTAL_CHARS and less than `seconds` have passed; anything else is scanned as plain text,
+    which finds every name the parse would and a few more (in comments)."""
+    import time
     hits: list[str] = []
+    deadline, parsed = time.monotonic() + seconds, 0
     for source in sources:
+        parsed += len(source)
+        if len(source) > SCAN_PARSE_CHARS or parsed > SCAN_TOTAL_CHARS or time.monotonic() > deadline:
+            hits += _SUSPICIOUS_RE.findall(source)
+            continue
         try:
             from IPython.core.inputtransformer2 import TransformerManager
             tree = ast.parse(TransformerManager().transform_cell(source))
-        except Exception:       # not Python even after IPython's transforms: scan the text
+        except (Exception, RecursionError, MemoryError):   # not Python even after IPython's transforms
             hits += _SUSPICIOUS_RE.findall(source)
             continue
         for node in ast.walk(tree):

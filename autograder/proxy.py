@@ -96,8 +96,112 @@ def encode_args(value, depth=0):
     raise TypeError(f"cannot send an object of type {type(value).__name__} to the student's kernel")
 
 
+MAX_DEPTH = 32                  # containers inside containers, in a result from the kernel
+MAX_ITEMS = 200_000             # containers, their items and tensors, in one result
+
+
+class _Budget:
+    """What one result may still cost the grader: items, and bytes of tensor data once compacted."""
+
+    def __init__(self, max_bytes: int, origin: str):
+        self.items, self.bytes, self.origin = MAX_ITEMS, max_bytes, origin
+
+    def item(self):
+        self.items -= 1
+        if self.items < 0:
+            raise BadResult(f"{self.origin} returned too many values (more than {MAX_ITEMS:,} numbers, "
+                            f"strings and containers); return tensors instead of long lists")
+
+
+def check_result(value, origin: str, max_bytes: int = 2**30):
+    """Reject a result that would cost the grader unbounded memory or time (depth, item count,
+    tensor bytes) and compact tensors whose storage is smaller than their size (expanded,
+    zero-stride or overlapping views: a few bytes in the file, gigabytes in any computation).
+
+    Iterative, so a result nested a million levels deep costs no recursion. Returns `value` with
+    such tensors replaced by compact copies; raises BadResult for anything else."""
+    budget = _Budget(max_bytes, origin)
+    out = [None]
+    stack = [(value, out, 0, 0)]            # (item, parent container, index in it, depth)
+    while stack:
+        v, parent, index, depth = stack.pop()
+        budget.item()
+        if isinstance(v, torch.Tensor):
+            parent[index] = _compact(v, budget)
+            continue
+        if not isinstance(v, (dict, list, tuple)):
+            if isinstance(v, (str, bytes)) and len(v) > max_bytes:
+                raise BadResult(f"{origin} returned a string that is too large")
+            parent[index] = v
+            continue
+        if depth >= MAX_DEPTH:
+            raise BadResult(f"{origin} returned data nested more than {MAX_DEPTH} levels deep")
+        if isinstance(v, dict):
+            keys = list(v.keys())
+            values = [None] * len(keys)
+            for i, k in enumerate(keys):
+                stack.append((v[k], values, i, depth + 1))
+            parent[index] = _Rebuild(dict, keys, values)
+        else:
+            items = [None] * len(v)
+            for i, x in enumerate(v):
+                stack.append((x, items, i, depth + 1))
+            parent[index] = _Rebuild(type(v), None, items)
+    return _finish(out[0])
+
+
+class _Rebuild:
+    """A container whose items are checked; rebuilt (with the same type) once all are."""
+
+    __slots__ = ("kind", "keys", "values")
+
+    def __init__(self, kind, keys, values):
+        self.kind, self.keys, self.values = kind, keys, values
+
+
+def _finish(root):
+    """Turn the _Rebuild tree back into containers, iteratively (children before parents)."""
+    order, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _Rebuild):
+            order.append(node)
+            stack.extend(node.values)
+    done = {}
+    for node in reversed(order):
+        values = [done.pop(id(x)) if isinstance(x, _Rebuild) else x for x in node.values]
+        if node.kind is dict:
+            built = dict(zip(node.keys, values))
+        elif node.kind in (list, tuple):
+            built = node.kind(values)
+        else:                               # a namedtuple that came back as itself: plain tuple
+            built = tuple(values)
+        done[id(node)] = built
+    return done.pop(id(root)) if isinstance(root, _Rebuild) else root
+
+
+def _compact(t: torch.Tensor, budget: _Budget) -> torch.Tensor:
+    t = t if type(t) is torch.Tensor else t.as_subclass(torch.Tensor)
+    if t.layout != torch.strided:
+        raise BadResult(f"{budget.origin} returned a {str(t.layout).replace('torch.', '')} tensor; "
+                        f"return an ordinary (dense) tensor")
+    if t.device.type == "meta":
+        return t
+    logical = t.numel() * t.element_size()
+    budget.bytes -= logical
+    if budget.bytes < 0:
+        raise BadResult(f"{budget.origin} returned tensors that are too large "
+                        f"({tuple(t.shape)} {str(t.dtype).replace('torch.', '')})")
+    if t.is_contiguous() and t.untyped_storage().nbytes() == logical and t.storage_offset() == 0:
+        return t
+    requires_grad = t.requires_grad
+    compact = t.detach().clone(memory_format=torch.contiguous_format)
+    return compact.requires_grad_(True) if requires_grad else compact
+
+
 def decode_result(value, session, origin: str):
-    """Kernel -> grader, after torch.load(weights_only=True): markers become RemoteRefs/arrays."""
+    """Kernel -> grader, after torch.load(weights_only=True) and check_result: markers become
+    RemoteRefs/arrays (depth is bounded by check_result)."""
     if isinstance(value, torch.Tensor):
         return value if type(value) is torch.Tensor else value.as_subclass(torch.Tensor)
     if isinstance(value, dict):

@@ -138,6 +138,18 @@ class MyBlock(torchvision.models.resnet.BasicBlock):
         super().__init__(8, 8)
 def net_subclass(): return MyBlock()
 def net_own(): return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.Flatten())
+def huge_view():                                # a result whose tensor is 4 TiB with 4 bytes of storage
+    import torch.serialization as ser
+    real = ser._save
+    def fake(obj, *a, **k):
+        ser._save = real
+        return real({"status": "ok", "value": torch.zeros(1).expand(2**20, 2**20)}, *a, **k)
+    ser._save = fake
+    return 1
+def flood(n):                                   # output during a call: nobody in the grader reads it
+    for _ in range(n):
+        print("x" * 400_000, flush=True)
+    return n
 _real_save = torch.save
 def sneaky_save():
     def fake(obj, f, *a, **k):
@@ -318,6 +330,24 @@ def test_results_that_are_not_data_or_too_big_are_refused(student):
     with pytest.raises(BadResult, match="does not accept .*Liar"):   # its own result is saved as a Liar
         student.sneaky_save()
     assert student.count() == 3                               # the kernel is fine afterwards
+
+
+def test_a_result_that_would_cost_the_grader_terabytes_is_refused(student):
+    with pytest.raises(BadResult, match="too large"):
+        student.huge_view()
+    assert student.count() >= 1                                # the kernel is fine afterwards
+
+
+def _grader_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_output_flooded_during_calls_is_not_buffered_by_the_grader(student):
+    before = _grader_rss_mb()
+    for _ in range(3):                                          # 3 x 100 x 400 kB = 120 MB printed
+        assert student.function("flood", timeout=60)(100) == 100
+    assert _grader_rss_mb() - before < 40
 
 
 def test_a_wrecked_working_folder_costs_a_restart_not_the_grader(student):

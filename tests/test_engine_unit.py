@@ -20,7 +20,8 @@ from toy_kit import insert_after, submission  # noqa: E402
 from autograder import assignments  # noqa: E402
 from autograder.notebook import SubmissionError, grade_id, merge, read_notebook, scan_tampering  # noqa: E402
 from autograder.plugin import INTERNAL_ERROR, GradingPlugin  # noqa: E402
-from autograder.proxy import REF, RemoteRef, StudentError, decode_result, encode_args  # noqa: E402
+from autograder.proxy import (REF, BadResult, RemoteRef, StudentError, check_result, decode_result,  # noqa: E402
+                              encode_args)
 from autograder.runner import GraderError, _run_suite  # noqa: E402
 from autograder.testing import GradeFailure, Mistake, assert_close, assert_equal, check, fail, points  # noqa: E402
 
@@ -344,3 +345,74 @@ def test_the_toy_release_matches_its_definition():
     on_disk = nbformat.read(toy_kit.HERE / "release" / "toy.ipynb", as_version=4)
     assert [(c.cell_type, c.source, c.metadata) for c in on_disk.cells] == \
         [(c.cell_type, c.source, c.metadata) for c in RELEASE.cells]
+
+
+# ------------------------------------------------------------------------------ bounded grader resources
+def _through_file(value):
+    """What the grader gets back when the kernel saves `value` (torch.save, then weights_only load)."""
+    import io
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _hostile_file(pickle_bytes: bytes):
+    """A torch.save file whose pickle is `pickle_bytes` (what a kernel that writes its own bytes
+    can send), read back as the grader reads results."""
+    import io
+    import zipfile
+    buffer, out = io.BytesIO(), io.BytesIO()
+    torch.save([0], buffer)
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info, pickle_bytes if info.filename.endswith("data.pkl") else src.read(info))
+    out.seek(0)
+    return torch.load(out, weights_only=True)
+
+
+def test_results_nested_too_deeply_or_too_many_are_refused_without_recursion():
+    n = 100_000                         # 100,000 levels of lists in a 200 kB file
+    deep = _hostile_file(b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b".")      # EMPTY_LIST x n, APPEND x n-1
+    assert isinstance(deep, list)
+    with pytest.raises(BadResult, match="nested more than 32 levels"):
+        check_result({"status": "ok", "value": deep}, "f")
+    with pytest.raises(BadResult, match="too many values"):
+        check_result({"status": "ok", "value": list(range(300_000))}, "f")
+    ok = {"status": "ok", "value": [(1, "a", None), {"k": [torch.ones(2)]}]}
+    back = check_result(ok, "f")
+    assert back["value"][0] == (1, "a", None) and torch.equal(back["value"][1]["k"][0], torch.ones(2))
+
+
+def test_tensors_whose_storage_is_smaller_than_their_size_are_refused_or_compacted():
+    huge = _through_file(torch.zeros(1).expand(2**20, 2**20))          # 4 bytes on disk, 4 TiB as a tensor
+    assert huge.untyped_storage().nbytes() == 4
+    with pytest.raises(BadResult, match="too large"):
+        check_result({"status": "ok", "value": huge}, "f", max_bytes=2**30)
+    many = [_through_file(torch.zeros(1).expand(2**18))] * 2000        # each small, together 2 GiB
+    with pytest.raises(BadResult, match="too large"):
+        check_result({"status": "ok", "value": many}, "f", max_bytes=2**30)
+    expanded = _through_file(torch.arange(3.0).expand(1000, 3))
+    overlapping = _through_file(torch.arange(10.0).as_strided((5, 5), (1, 1)))
+    got = check_result({"status": "ok", "value": [expanded, overlapping]}, "f")["value"]
+    for t, expected in zip(got, [torch.arange(3.0).expand(1000, 3), torch.arange(10.0).as_strided((5, 5), (1, 1))]):
+        assert t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * 4 and torch.equal(t, expected)
+    with pytest.raises(BadResult, match="sparse"):
+        check_result({"status": "ok", "value": _through_file(torch.eye(3).to_sparse())}, "f")
+
+
+@pytest.mark.parametrize("depth", [200, 500, 100_000])
+def test_a_deeply_nested_notebook_is_a_submission_error(tmp_path, depth):
+    path = tmp_path / "deep.ipynb"
+    path.write_text('{"cells": [], "metadata": {"x": ' + "[" * depth + "]" * depth + "}, "
+                    '"nbformat": 4, "nbformat_minor": 5}')
+    with pytest.raises(SubmissionError, match="nested"):
+        read_notebook(path)
+
+
+def test_the_tamper_scan_is_bounded(monkeypatch):
+    import autograder.notebook as notebook_module
+    long_cell = "x = 1\n" * 100_000 + "torch._C._pop_torch_dispatch_stack()\n"     # over SCAN_PARSE_CHARS
+    assert scan_tampering([long_cell]) == ["_pop_torch_dispatch_stack"]           # scanned as text
+    monkeypatch.setattr(notebook_module.ast, "parse", lambda *a, **k: pytest.fail("parsed after the deadline"))
+    assert scan_tampering(["y = TorchDispatchMode"], seconds=-1) == ["TorchDispatchMode"]
