@@ -74,17 +74,37 @@ def _settings(args):
         raise UsageError(str(e)) from None
 
 
+def _limit_own_memory(mb: int) -> None:
+    """Cap this grading process's data (heap and anonymous mappings, RLIMIT_DATA soft limit): an
+    allocation beyond it raises MemoryError, so nothing a kernel sends can grow the grader past it.
+    The kernel does not inherit the cap (the sandbox resets it before applying the kernel's own)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        want = mb * 2**20
+        if hard != resource.RLIM_INFINITY:
+            want = min(want, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (want, hard))
+    except (ImportError, ValueError, OSError):      # not Linux/Unix: no cap
+        pass
+
+
 def _grade_one(args, path: Path) -> int:
     _die_with_parent()
     assignment = _assignment(args.assignment, args.root)
     settings = _settings(args)
     from autograder.runner import grade_notebook
     details: dict = {}
+    _limit_own_memory(settings.limits.grader_memory_mb)
     try:
         result = grade_notebook(assignment, path, limits=settings.limits, executed_path=args.executed,
                                 details=details)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
+    except MemoryError:
+        print(f"autograder: grading failed: the grader used more than its own memory limit "
+              f"(grader_memory_mb = {settings.limits.grader_memory_mb}) for this submission", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - the grader itself failed: one line (contract), no traceback
         if os.environ.get("AUTOGRADER_DEBUG"):
             raise

@@ -105,6 +105,8 @@ class Limits:
     startup_timeout: float = 60.0      # kernel start
     interrupt_grace: float = 5.0       # after SIGINT, how long to wait before killing
     memory_mb: int = 2048              # resident memory of all the submission's processes
+    grader_memory_mb: int = 8192       # the grading process's own data (RLIMIT_DATA): what the kernel sends
+    #                                    cannot grow the grader past it; a breach fails this grading only
     address_space_extra_mb: int = 4608  # + virtual memory torch reserves without using it
     nproc: int = 512                   # processes + threads
     file_size_mb: int = 256
@@ -667,6 +669,9 @@ def _setup_and_exec(spec: dict) -> None:
 def _exec_kernel(spec: dict) -> None:
     try:
         os.chdir(os.path.join(spec["dir"], "home"))
+        for limit in (resource.RLIMIT_DATA, resource.RLIMIT_AS):   # the grader's own soft limits are not the kernel's
+            soft, hard = resource.getrlimit(limit)
+            resource.setrlimit(limit, (hard, hard))
         for name, value in spec["rlimits"].items():
             limit = getattr(resource, f"RLIMIT_{name}")
             soft, hard = resource.getrlimit(limit)

@@ -173,6 +173,8 @@ OPTIONS: dict[str, tuple[str, dict]] = {
                                             help="seconds per call of a student function by the hidden suite")),
     "--total-timeout": ("total_timeout", dict(type=float, metavar="S", help="seconds for the whole notebook")),
     "--memory": ("memory_mb", dict(type=int, metavar="MB", help="memory of all the submission's processes")),
+    "--grader-memory": ("grader_memory_mb", dict(type=int, metavar="MB",
+                                                 help="memory of the grading process itself (per submission)")),
     "--gpu": ("gpu", dict(action=argparse.BooleanOptionalAction, help="let the kernel see CUDA devices")),
     "--run-size": ("run_size", dict(choices=RUN_SIZES,
                                     help="DLCOURSE_RUN_SIZE in the kernel (tiny: smoke-sized demonstrations)")),

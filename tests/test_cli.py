@@ -221,3 +221,18 @@ def test_gradebook_only_for_a_course_folder(tmp_path):
     assert course_root_of(tmp_path / "course" / "submitted") == (tmp_path / "course").resolve()
     assert course_root_of(tmp_path / "course") == (tmp_path / "course").resolve()
     assert course_root_of(tmp_path / "flat") is None
+
+
+@pytest.mark.slow
+def test_a_grader_over_its_own_memory_limit_fails_that_submission_not_the_batch(tmp_path):
+    """The grading process runs under its own memory cap (grader_memory_mb); a breach is a grader
+    failure the instructor sees for that submission, and the batch goes on and writes its gradebook."""
+    root = make_root(tmp_path)
+    out = root / "grades"
+    proc = autograder("grade", "toy", root / "submitted", "--root", root, "--workers", 2, "--course-dir", root,
+                      "--out", out, "--grader-memory", 64, "--no-progress")
+    got = rows(out)
+    assert set(got) == set(EXPECTED), proc.stderr[-3000:]
+    failed = [s for s, r in got.items() if r["status"] == "grader-failed"]
+    assert {"alice", "bob", "carol"} <= set(failed), got
+    assert all("grading failed" in got[s]["errors"] for s in failed)
