@@ -74,6 +74,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,13 @@ class Sandbox:
         self._ns_init: int | None = None       # host pid of the PID namespace's process 1
         self._seen: dict[int, float] = {}      # mode "none": processes seen in the kernel's tree
         self._ns_id: str | None = None
+        # Held open while _ns_id / _ns_init / launcher_pid are in use: a namespace's id (its inode
+        # number) and a pid are reused by the system as soon as they are freed, and another grading's
+        # kernel started in that moment would otherwise be taken for ours and killed.
+        self._ns_fd: int | None = None
+        self._ns_init_fd: int | None = None
+        self._launcher_fd: int | None = None
+        self._ns_lock = threading.RLock()
         self._runs = 0
 
     # ---- life cycle ------------------------------------------------------------------------
@@ -263,6 +271,7 @@ class Sandbox:
             if self.dir is not None:
                 shutil.rmtree(self.dir, ignore_errors=True)   # fd-based: planted symlinks are not followed
                 self.dir = None
+            self._forget_ns()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
@@ -316,7 +325,7 @@ class Sandbox:
         run = self.dir / f"run{self._runs}"
         run.mkdir(mode=0o700)
         self._give(run)
-        self._ns_init = self._ns_id = None
+        self._forget_ns()
         return run
 
     def kernel_env(self, run_dir: Path | None = None) -> dict[str, str]:
@@ -443,21 +452,52 @@ class Sandbox:
     # ---- processes ----------------------------------------------------------------------
     def track(self, launcher_pid: int) -> None:
         """Remember the process the kernel manager started (for killing and the watchdog)."""
-        self.launcher_pid = launcher_pid
-        self._ns_init = self._ns_id = None
+        with self._ns_lock:
+            self._forget_ns()
+            self.launcher_pid = launcher_pid
+            self._launcher_fd = _pidfd(launcher_pid)
+
+    def _forget_ns(self) -> None:
+        """Drop the kernel's namespace and processes (all dead now); their ids may be reused from here on."""
+        with self._ns_lock:
+            for fd in (self._ns_fd, self._ns_init_fd, self._launcher_fd):
+                if fd is not None:
+                    os.close(fd)
+            self._ns_fd = self._ns_init_fd = self._launcher_fd = None
+            self._ns_init = self._ns_id = None
+            if self.mode != "none":
+                self.launcher_pid = None
 
     def _find_ns(self) -> None:
-        if self._ns_id is not None or self.launcher_pid is None or self.mode == "none":
-            return
-        try:
-            with open(f"/proc/{self.launcher_pid}/task/{self.launcher_pid}/children") as f:
-                kids = [int(x) for x in f.read().split()]
-        except OSError:
-            kids = [pid for pid in _proc_pids() if _read_status(pid).get("PPid") == str(self.launcher_pid)]
-        for kid in kids:
-            ns = _pid_ns(kid)
-            if ns and ns != _pid_ns(os.getpid()):
-                self._ns_init, self._ns_id = kid, ns
+        with self._ns_lock:
+            if self._ns_id is not None or self._launcher_fd is None or self.mode == "none":
+                return
+            launcher = self.launcher_pid
+            try:
+                with open(f"/proc/{launcher}/task/{launcher}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                kids = [pid for pid in _proc_pids() if _read_status(pid).get("PPid") == str(launcher)]
+            mine = _pid_ns(os.getpid())
+            for kid in kids:
+                try:
+                    kid_fd = os.pidfd_open(kid)
+                except OSError:
+                    continue
+                try:
+                    ns_fd = os.open(f"/proc/{kid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    os.close(kid_fd)
+                    continue
+                ns = f"pid:[{os.fstat(ns_fd).st_ino}]"
+                # Still the launcher's child, and the launcher still ours: the pid was not reused
+                # between reading the list and opening it.
+                if (ns != mine and _read_status(kid).get("PPid") == str(launcher)
+                        and _alive(self._launcher_fd)):
+                    self._ns_init, self._ns_id, self._ns_fd, self._ns_init_fd = kid, ns, ns_fd, kid_fd
+                    return
+                os.close(ns_fd)
+                os.close(kid_fd)
 
     def processes(self) -> list[int]:
         """Host pids of the submission's live processes (zombies excluded)."""
@@ -535,7 +575,10 @@ class Sandbox:
         first = self.processes() if self.mode == "none" else []     # before the tree falls apart
         for pid in first:
             _kill(pid, signal.SIGSTOP)
-        for pid in (self._ns_init, self.launcher_pid, *first):
+        with self._ns_lock:
+            for fd in (self._ns_init_fd, self._launcher_fd):
+                _kill_fd(fd)
+        for pid in first:
             _kill(pid)
         deadline = time.monotonic() + timeout
         while True:
@@ -549,6 +592,8 @@ class Sandbox:
             for pid in left:
                 _kill(pid)
             time.sleep(0.02)
+        if not left and self.mode != "none":
+            self._forget_ns()
 
     def _sweep_uid(self) -> None:
         """kill(-1, SIGKILL) as the sandbox uid: every process of that uid at once, in any namespace."""
@@ -564,6 +609,32 @@ def _kill(pid: int | None, sig: int = signal.SIGKILL) -> None:
             os.kill(pid, sig)
         except OSError:
             pass
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _kill_fd(pidfd: int | None, sig: int = signal.SIGKILL) -> None:
+    """Signal through a pidfd: never reaches another process that got the same pid later."""
+    if pidfd is not None:
+        try:
+            signal.pidfd_send_signal(pidfd, sig)
+        except OSError:
+            pass
+
+
+def _alive(pidfd: int | None) -> bool:
+    if pidfd is None:
+        return False
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+        return True
+    except OSError:
+        return False
 
 
 def _other_top_level_dirs() -> list[Path]:

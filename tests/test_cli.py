@@ -236,3 +236,28 @@ def test_a_grader_over_its_own_memory_limit_fails_that_submission_not_the_batch(
     failed = [s for s, r in got.items() if r["status"] == "grader-failed"]
     assert {"alice", "bob", "carol"} <= set(failed), got
     assert all("grading failed" in got[s]["errors"] for s in failed)
+
+
+def test_more_workers_than_cores_give_the_same_scores_every_time(tmp_path):
+    """Four gradings at once on two cores, twice over, with kernels crashing and restarting
+    meanwhile: every run gives every student the same scores (a crashed kernel's clean-up once killed
+    another grading's kernel; see test_engine_sandbox)."""
+    kit = toy_kit()
+    root = make_root(tmp_path / "course")
+    sub = root / "submitted"
+    shutil.rmtree(sub)
+    crash = "import os\nos._exit(1)"
+    hand_ins = {"alice": kit.submission(),
+                "bob": kit.submission(add="def add(a, b):\n    return a - b"),
+                "cora": kit.insert_after(kit.submission(), "test-double", crash),       # notebook restarts
+                "dina": kit.submission(double="def double(x):\n    import os\n    os._exit(1)")}
+    for student, nb in hand_ins.items():
+        (sub / student / "toy").mkdir(parents=True)
+        nbformat.write(nb, sub / student / "toy" / "toy.ipynb")
+    expected = {"alice": 7.0, "bob": 5.0, "cora": 7.0, "dina": 5.0}
+    for run in range(2):
+        out = root / f"grades{run}"
+        proc = autograder("grade", "toy", sub, "--root", root, "--workers", 4, "--force", "--out", out)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got = rows(out)
+        assert {s: float(r["score"]) for s, r in got.items()} == expected, (run, got)

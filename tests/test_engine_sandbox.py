@@ -241,3 +241,46 @@ def test_system_v_shared_memory_does_not_outlive_a_grading():
     assert os.readlink("/proc/self/ns/ipc") not in (first["ipc"], second["ipc"])   # (ids are reused once freed)
     assert first["uts"] != os.readlink("/proc/self/ns/uts")
     assert f"{0x7d1c0de:10d}" not in Path("/proc/sysvipc/shm").read_text()      # nothing left on the host
+
+
+def _wait_for(predicate, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.skipif(isolation_mode() == "none", reason="needs namespaces")
+def test_a_crashed_kernels_clean_up_never_kills_another_gradings_kernel():
+    """The cause of the rare kernel death under load: a sandbox remembered its kernel's PID namespace
+    by id; when that kernel died, the system reused the id for the next namespace created, often
+    another grading's kernel starting at that moment, and the first sandbox's clean-up (and memory
+    watchdog) then killed that kernel as its own. Here grading A's kernel dies, grading B starts one,
+    and A cleans up: B's kernel must live on."""
+    a = Sandbox(Limits(), hide=[REPO], keep=_kernel_needs())
+    b = Sandbox(Limits(), hide=[REPO], keep=_kernel_needs())
+    a.open()
+    b.open()
+    try:
+        proc_a = subprocess.Popen(a.command(["sleep", "543.21"]), env=a.kernel_env(), cwd=a.home)
+        a.track(proc_a.pid)
+        assert _wait_for(lambda: a.processes() and a._ns_id is not None)
+        for pid in a.processes():                  # A's kernel dies by itself (a crash)
+            os.kill(pid, 9)
+        os.kill(a._ns_init, 9)
+        proc_a.wait(timeout=20)
+        proc_b = subprocess.Popen(b.command(["sleep", "543.22"]), env=b.kernel_env(), cwd=b.home)
+        b.track(proc_b.pid)
+        assert _wait_for(lambda: _processes_with("543.22") and b.processes() and b._ns_id is not None)
+        a.kill_all()                               # A restarts its kernel: its clean-up runs now
+        a.memory_bytes()                           # and its watchdog looks at "its" processes
+        time.sleep(0.5)
+        assert _processes_with("543.22"), "grading A killed grading B's kernel"
+        assert proc_b.poll() is None
+        assert not set(a.processes()) & set(b.processes())
+    finally:
+        b.close()
+        a.close()
+    assert _processes_with("543.2") == []
