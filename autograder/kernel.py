@@ -137,7 +137,13 @@ class KernelSession:
         self.token = "_dlcourse_grader_" + secrets.token_hex(8)
         self.replay: list[tuple[str, str]] = []   # (label, source) of the cells that completed, in order
         self.replay_notes: list[str] = []
-        self.nb_restarts = self.call_restarts = 0
+        self.nb_restarts = 0
+        # The suite's restarts are counted per exercise (the test cell being graded, set by the
+        # plugin): an exercise whose calls keep crashing the kernel spends its own budget, and the
+        # next exercise still gets a fresh kernel and its own restarts.
+        self.exercise: str | None = None
+        self.call_restarts: dict[str | None, int] = {}
+        self.exhausted: set[str | None] = set()
         self.broken: str | None = None     # why calls cannot be served any more
         self.bootstrapped = self.guard_warm = False
         self.notebook_done = False         # after the notebook, the output channel is closed
@@ -425,6 +431,8 @@ class KernelSession:
     async def _ensure_ready(self) -> None:
         if self.broken:
             raise StudentCrash(self.broken)
+        if self.exercise in self.exhausted:
+            raise StudentCrash(self._exhausted_note())
         if self.km is None or not await self._alive():
             await self._restart_for_calls("the kernel was not running")
         if not self.bootstrapped:
@@ -435,12 +443,17 @@ class KernelSession:
                 raise StudentCrash(self.broken)
             self.bootstrapped = True
 
+    def _exhausted_note(self) -> str:
+        where = f" while grading {self.exercise}" if self.exercise else ""
+        return (f"the kernel was restarted {self.limits.restarts} times{where}; not restarted again for "
+                f"this exercise")
+
     async def _restart_for_calls(self, why: str) -> None:
-        self.call_restarts += 1
-        if self.call_restarts > self.limits.restarts:
-            self.broken = f"the kernel was restarted {self.limits.restarts} times already; not restarted again"
-            await self._stop()
-            raise StudentCrash(self.broken)
+        used = self.call_restarts[self.exercise] = self.call_restarts.get(self.exercise, 0) + 1
+        if used > self.limits.restarts:
+            self.exhausted.add(self.exercise)
+            await self._stop()           # the next exercise starts a fresh kernel on its own budget
+            raise StudentCrash(self._exhausted_note())
         if not await self._restart_and_replay():
             if self.broken:
                 raise StudentCrash(self.broken)

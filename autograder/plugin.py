@@ -93,6 +93,14 @@ class GradingPlugin:
                 record.message = f"not graded: {self.not_graded}"
             self.records[item.nodeid] = record
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        """Tell the kernel session which exercise (test cell) is graded now: its kernel restarts are
+        counted per exercise, so a crash costs that exercise's points only."""
+        record = self.records.get(item.nodeid)
+        if self.session is not None and record is not None and hasattr(self.session, "exercise"):
+            self.session.exercise = record.cell or record.name
+
     # ---- results ----------------------------------------------------------------------------
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):

@@ -261,3 +261,22 @@ def test_output_is_capped_and_warnings_are_not_errors(graded):
     assert len(executed) < 2_000_000
     assert "output truncated" in executed and "x" * 10_000 in executed          # the start of the print is kept
     assert not any("careful" in e or "noise" in e for e in result["errors"])
+
+
+def test_a_crash_costs_its_own_exercise_only(tmp_path):
+    """The notebook has used its restarts and add crashes the kernel at every call, more often than
+    the budget allows: add scores 0, double and my_conv still get their points (the restart budget
+    is per exercise, not shared by the whole grading)."""
+    nb = submission(add="def add(a, b):\n    import os\n    os._exit(1)")   # its visible test cell crashes:
+    #                                                                    the notebook's one restart
+    path = tmp_path / "s.ipynb"
+    path.write_text(nbformat.writes(nb))
+    details: dict = {}
+    limits = dataclasses.replace(LIMITS, restarts=1)
+    result = grade_notebook(toy_kit.toy_assignment(), path, limits=limits, details=details)
+    points = {t["name"]: t["points"] for t in result["tests"]}
+    assert points == {"test_add_numbers": 0, "test_add_tensors": 0, "test_double": 2,
+                      "test_my_conv": 2, "test_my_conv_one_by_one": 1}, json.dumps(result, indent=1)
+    message = {t["name"]: t["message"] for t in result["tests"]}["test_add_tensors"]
+    assert "restarted 1 times while grading test_add" in message, message
+    assert any("test_add" in e and "kernel crashed" in e for e in result["errors"])   # the notebook's restart
