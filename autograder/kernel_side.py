@@ -41,6 +41,10 @@ GROUPS = {
     "convolution": r"conv(?!ert)",                     # conv1d/2d/3d, conv_transpose*, convolution*, mkldnn/cudnn_conv*
     "unfold": r"im2col|col2im|unfold",                 # F.unfold, nn.Unfold, F.fold, Tensor.unfold
     "dropout": r"^_?(native_|feature_|alpha_|feature_alpha_|fused_)?dropout([123]d)?_?(backward)?$",
+    # Tensor.backward, torch.autograd.grad/backward, torch.func.grad/vjp (the function guard sees their names),
+    # forward-mode duals (jvp, jacfwd); and, in the dispatch guard, any operator run by the autograd engine
+    # while it executes a backward node, however the engine was reached (see _DispatchGuard).
+    "autograd": r"^(backward|grad|_?make_dual|_?unpack_dual)$",
 }
 
 MAX_MESSAGE = 2000
@@ -56,6 +60,7 @@ class _Guard:
 
     def __init__(self, groups):
         self.patterns = [(g, re.compile(GROUPS[g])) for g in groups]
+        self.watches_autograd = "autograd" in groups
         self.violations = []
 
     def check(self, name):
@@ -63,6 +68,11 @@ class _Guard:
             if pattern.search(name):
                 self.violations.append([name, group])
                 raise ForbiddenOperation(f"{name} is not allowed in this exercise ({group} is forbidden)")
+
+    def check_autograd_engine(self, name):
+        """An operator ran inside a backward node of the autograd engine: autograd computed a gradient."""
+        self.violations.append([f"autograd backward ({name})", "autograd"])
+        raise ForbiddenOperation("autograd is not allowed in this exercise (it computed a gradient)")
 
 
 class _DispatchGuard(TorchDispatchMode):
@@ -75,7 +85,10 @@ class _DispatchGuard(TorchDispatchMode):
         self.guard = guard
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.guard.check(func.name().split("::")[-1].split(".")[0])
+        name = func.name().split("::")[-1].split(".")[0]
+        self.guard.check(name)
+        if self.guard.watches_autograd and torch._C._current_autograd_node() is not None:
+            self.guard.check_autograd_engine(name)
         return func(*args, **(kwargs or {}))
 
 
@@ -116,7 +129,21 @@ def _probes(group):
     if group == "dropout":
         return [lambda: torch.ops.aten.native_dropout.default(x1, 0.5, True),
                 lambda: torch._C._VariableFunctions.dropout(x1, 0.5, True)]
+    if group == "autograd":
+        return [_grad_probe, _engine_probe]
     return []
+
+
+def _grad_probe():
+    leaf = torch.ones(2, requires_grad=True)
+    torch.autograd.grad((leaf * 2).sum(), leaf)
+
+
+def _engine_probe():
+    """A backward pass run by the autograd engine directly, past every Python-level name."""
+    leaf = torch.ones(2, requires_grad=True)
+    out = (leaf * leaf).sum()
+    torch.autograd.Variable._execution_engine.run_backward((out,), (torch.ones(()),), False, False, (), False, True)
 
 
 def _guard_is_active(guard, dmode, fmode):

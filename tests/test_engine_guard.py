@@ -62,6 +62,23 @@ def via_dropout(x): return F.dropout(x, 0.5, True)
 def via_dropout_module(x): return nn.Dropout(0.5).train()(x)
 def via_native_dropout(x): return torch.ops.aten.native_dropout(x, 0.5, True)[0]
 def eval_dropout(x): return nn.Dropout(0.5).eval()(x) + F.dropout(x, 0.3, training=False) + F.dropout(x, 0.0)
+def via_backward(x):
+    x = x.clone().requires_grad_()
+    (x * x).sum().backward()
+    return x.grad
+def via_autograd_grad(x):
+    x = x.clone().requires_grad_()
+    return torch.autograd.grad((x * x).sum(), x)[0]
+def via_engine(x):                              # the engine itself, past every Python-level name
+    x = x.clone().requires_grad_()
+    out = (x * x).sum()
+    torch.autograd.Variable._execution_engine.run_backward((out,), (torch.ones(()),), False, False, (), False, True)
+    return x.grad
+def via_forward_ad(x):                          # forward mode, as torch.func.jvp and jacfwd use it
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        return fwAD.unpack_dual(fwAD.make_dual(x, torch.ones_like(x)) ** 2).tangent
+def by_hand(x): return 2 * x
 def pops_guard(x, w):                           # invisible to the grader's source scan
     getattr(torch._C, "_pop_torch_" + "function_stack")()
     getattr(torch._C, "_pop_torch_" + "dispatch_stack")()
@@ -190,6 +207,17 @@ def test_every_route_to_a_forbidden_op_is_caught(student, name, op):
     with pytest.raises(ForbiddenCall, match=f"{name} used a forbidden operation: .*{op}"):
         student.function(name, forbid=CONV)(X, W)
     assert student.function(name)(X, W) is not None          # without a forbid list it runs
+
+
+@pytest.mark.parametrize("name", ["via_backward", "via_autograd_grad", "via_engine", "via_forward_ad"])
+def test_autograd_group(student, name):
+    with pytest.raises(ForbiddenCall, match="autograd"):
+        student.function(name, forbid="autograd")(torch.ones(3))
+
+
+def test_a_gradient_by_hand_is_not_autograd(student):
+    assert torch.equal(student.function("by_hand", forbid=("autograd", "convolution"))(torch.ones(3)),
+                       torch.full((3,), 2.0))
 
 
 @pytest.mark.parametrize("name", ["via_dropout", "via_dropout_module", "via_native_dropout"])
