@@ -72,7 +72,7 @@ def test_problems_checks_each_kind_of_expectation():
 def test_bank_01_is_well_formed_and_its_cases_build():
     bank = load_bank(A)
     validate_bank(bank)
-    assert set(grade_cell_points(A).values()) and sum(grade_cell_points(A).values()) == 21
+    assert set(grade_cell_points(A).values()) and sum(grade_cell_points(A).values()) == 26
     for case in bank.CASES:                # every edit still applies to the current reference
         built = case.build()
         assert isinstance(built, (bytes, nbformat.NotebookNode)), case.name

@@ -4,7 +4,7 @@ Every case is the release notebook with some answer cells replaced. Mistakes are
 the reference (`edit` fails loudly if the reference changes so that an edit no longer applies).
 Test cells (grade ids) of this assignment and their points:
 test_conv_params 2, test_conv_output_size 2, test_conv2d_naive 4, test_conv_matrix 3, test_im2col 4,
-test_conv2d_im2col 3, test_receptive_field 3 (21 autograded points).
+test_conv2d_im2col 3, test_conv2d_backward 5, test_receptive_field 3 (26 autograded points).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .common import REPO, Case, Lose, Named, append, edit, release, reference, s
 ASSIGNMENT = "01_convolution"
 
 CELLS = ("test_conv_params", "test_conv_output_size", "test_conv2d_naive", "test_conv_matrix", "test_im2col",
-         "test_conv2d_im2col", "test_receptive_field")
+         "test_conv2d_im2col", "test_conv2d_backward", "test_receptive_field")
 
 
 ref = functools.partial(reference, ASSIGNMENT)   # ref(grade_id): the reference answer of one answer cell
@@ -147,6 +147,42 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0):
     return out.view(N, C_out, H_out, W_out)
 '''
 
+BACKWARD_WINDOWS = '''
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
+    """conv2d_naive's loops run backwards: every window sends grad_out back to its inputs and weights."""
+    (sH, sW), (pH, pW) = pair(stride), pair(padding)
+    N, C_in, H, W = x.shape
+    C_out, _, kH, kW = weight.shape
+    x_pad = F.pad(x, (pW, pW, pH, pH))
+    grad_x_pad, grad_weight = torch.zeros_like(x_pad), torch.zeros_like(weight)
+    for i in range(grad_out.shape[2]):
+        for j in range(grad_out.shape[3]):
+            window = x_pad[:, :, i * sH:i * sH + kH, j * sW:j * sW + kW]          # (N, C_in, kH, kW)
+            g = grad_out[:, :, i, j]                                              # (N, C_out)
+            grad_weight += torch.einsum("no,ncab->ocab", g, window)
+            grad_x_pad[:, :, i * sH:i * sH + kH, j * sW:j * sW + kW] += torch.einsum("no,ocab->ncab", g, weight)
+    return grad_x_pad[:, :, pH:pH + H, pW:pW + W], grad_weight, grad_out.sum(dim=(0, 2, 3))
+'''
+
+BACKWARD_IM2COL = '''
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
+    """Through my im2col: grad_weight = g @ cols^T, grad_cols = W^T @ g, then col2im (scatter-add back)."""
+    (kH, kW), (sH, sW), (pH, pW) = weight.shape[2:], pair(stride), pair(padding)
+    N, C_in, H, W = x.shape
+    C_out = weight.shape[0]
+    H_out, W_out = grad_out.shape[2:]
+    g = grad_out.reshape(N, C_out, H_out * W_out)                               # (N, C_out, L)
+    cols = im2col(x, (kH, kW), stride, padding)                                 # (N, C_in*kH*kW, L)
+    grad_weight = (g @ cols.transpose(1, 2)).sum(0).reshape(weight.shape)
+    grad_cols = (weight.reshape(C_out, -1).T @ g).reshape(N, C_in, kH, kW, H_out, W_out)
+    grad_pad = x.new_zeros(N, C_in, H + 2 * pH, W + 2 * pW)
+    for a in range(kH):
+        for b in range(kW):
+            grad_pad[:, :, a:a + sH * H_out:sH, b:b + sW * W_out:sW] += grad_cols[:, :, a, b]
+    grad_x = grad_pad[:, :, pH:pH + H, pW:pW + W].clone()
+    return grad_x, grad_weight, g.sum(dim=(0, 2))
+'''
+
 # =============================================================================================
 # Honest mistakes (edits of the reference)
 # =============================================================================================
@@ -168,6 +204,28 @@ def naive_bias_per_input_channel():
 def naive_pad_one_side():
     # Pads 2P on the right/bottom only: the right size, but every window is shifted by P.
     return edit(ref("conv2d_naive"), "F.pad(x, (pW, pW, pH, pH))", "F.pad(x, (0, 2 * pW, 0, 2 * pH))")
+
+
+def backward_flipped():
+    # The input gradient with the kernel rotated by 180 degrees (the "it is a convolution" fact applied twice).
+    return edit(ref("conv2d_backward"), "weight[:, :, a, b])\n", "weight[:, :, kH - 1 - a, kW - 1 - b])\n")
+
+
+def backward_batch_mean():
+    return edit(ref("conv2d_backward"), "x_pad[:, :, rows, cols])\n", "x_pad[:, :, rows, cols]) / N\n")
+
+
+def backward_bias_mean():
+    return edit(ref("conv2d_backward"), "grad_out.sum(dim=(0, 2, 3))", "grad_out.mean(dim=(0, 2, 3))")
+
+
+def backward_uncropped():
+    return edit(ref("conv2d_backward"), "return grad_x, grad_weight, grad_bias", "return grad_x_pad, grad_weight, grad_bias")
+
+
+def backward_no_stride():
+    return edit(edit(ref("conv2d_backward"), "slice(a, a + sH * (H_out - 1) + 1, sH)", "slice(a, a + H_out)"),
+                "slice(b, b + sW * (W_out - 1) + 1, sW)", "slice(b, b + W_out)")
 
 
 def size_no_stride():
@@ -357,6 +415,55 @@ if _nb is not None:
 ''' % str(REPO)
 
 
+BACKWARD_AUTOGRAD = '''
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
+    x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()
+    bias = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)
+    out = conv2d_im2col(x, weight, bias, stride, padding)          # my own forward, no torch convolution
+    return torch.autograd.grad(out, (x, weight, bias), grad_out)
+'''
+
+BACKWARD_ENGINE = '''
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
+    """The autograd engine called directly, past every Python-level name."""
+    x, weight = x.detach().clone().requires_grad_(), weight.detach().clone().requires_grad_()
+    bias = torch.zeros(weight.shape[0], dtype=x.dtype, requires_grad=True)
+    out = conv2d_im2col(x, weight, bias, stride, padding)
+    torch.autograd.Variable._execution_engine.run_backward((out,), (grad_out,), False, False, (), False, True)
+    return x.grad, weight.grad, bias.grad
+'''
+
+BACKWARD_ATEN = '''
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
+    return torch.ops.aten.convolution_backward(grad_out, x, weight, [weight.shape[0]], list(pair(stride)),
+                                               list(pair(padding)), [1, 1], False, [0, 0], 1, [True, True, True])
+'''
+
+BACKWARD_TRANSPOSE = '''
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
+    # grad_x by the transposed convolution; the weight's gradient by hand
+    (sH, sW), (pH, pW) = pair(stride), pair(padding)
+    H, W = x.shape[2:]
+    kH, kW = weight.shape[2:]
+    extra = (H + 2 * pH - kH) % sH, (W + 2 * pW - kW) % sW
+    grad_x = F.conv_transpose2d(grad_out, weight, stride=stride, padding=padding, output_padding=extra)
+    cols = im2col(x, (kH, kW), stride, padding)
+    g = grad_out.flatten(2)
+    return grad_x, (g @ cols.transpose(1, 2)).sum(0).reshape(weight.shape), g.sum(dim=(0, 2))
+'''
+
+MATRIX_F_CONV2D_ONE_HOT = '''
+def conv_matrix(kernel, input_shape):
+    H, W = input_shape
+    basis = torch.eye(H * W, dtype=kernel.dtype).reshape(H * W, 1, H, W)     # the grader's own oracle
+    return F.conv2d(basis, kernel[None, None]).reshape(H * W, -1).T
+'''
+
+BACKWARD_DOES_NOTHING = '''
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
+    return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros(weight.shape[0], dtype=x.dtype)
+'''
+
 HANGS_ON_DEEP_STACKS = '''
 def receptive_field(layers):
     r, jump = 1, 1
@@ -390,22 +497,27 @@ CASES = [
     Case("reference", "correct", sub(), "full", "the solution notebook's own answers"),
     Case("alt_vectorised", "alternative",
          sub(conv2d_naive=NAIVE_EINSUM, conv_output_size=OUTPUT_SIZE_INTDIV, conv_params=PARAMS_ALT,
-             receptive_field=RF_BACKWARDS, im2col=IM2COL_AS_STRIDED, conv2d_im2col=IM2COL_CONV_EINSUM),
-         "full", "einsum per window, integer division, receptive field backwards, as_strided im2col"),
+             receptive_field=RF_BACKWARDS, im2col=IM2COL_AS_STRIDED, conv2d_im2col=IM2COL_CONV_EINSUM,
+             conv2d_backward=BACKWARD_IM2COL),
+         "full", "einsum per window, integer division, receptive field backwards, as_strided im2col, backward "
+                 "through im2col with a scatter-add col2im"),
     Case("alt_loops_and_gather", "alternative",
-         sub(conv2d_naive=NAIVE_SCALAR, im2col=IM2COL_GATHER, conv_matrix=MATRIX_VIA_OWN_CONV),
+         sub(conv2d_naive=NAIVE_SCALAR, im2col=IM2COL_GATHER, conv_matrix=MATRIX_VIA_OWN_CONV,
+             conv2d_backward=BACKWARD_WINDOWS),
          "full", "seven nested loops over Python floats, im2col by index gathering, "
-                 "conv_matrix from the student's own conv applied to basis images"),
+                 "conv_matrix from the student's own conv applied to basis images, backward by a loop over windows"),
     # --- honest mistakes. Each cell's tests call only that cell's function, so mistakes in different
     # cells can share a notebook and still each must lose points in its own cell (and nowhere else).
     Case("demo_mistakes", "mistake",
          sub(conv2d_naive=naive_flipped, conv_output_size=size_ceil, conv_matrix=matrix_transposed,
-             receptive_field=rf_no_jump),
-         lose("conv2d_naive", "conv_output_size", "conv_matrix", "receptive_field"),
+             receptive_field=rf_no_jump, conv2d_backward=backward_flipped),
+         lose("conv2d_naive", "conv_output_size", "conv_matrix", "receptive_field", "conv2d_backward"),
          "true (flipped-kernel) convolution instead of cross-correlation; ceil instead of floor; M.T, shape "
-         "(H*W, H_out*W_out); receptive field adding k - 1 per layer without the jump of the strides below",
+         "(H*W, H_out*W_out); receptive field adding k - 1 per layer without the jump of the strides below; "
+         "input gradient with the kernel rotated by 180 degrees",
          names=(Named("test_conv2d_naive", "flipped"), Named("test_conv_output_size", "rounded up"),
-                Named("test_conv_matrix", "transpose"), Named("test_receptive_field", "jump"))),
+                Named("test_conv_matrix", "transpose"), Named("test_receptive_field", "jump"),
+                Named("test_conv2d_backward", "rotated by 180"))),
     Case("mistakes_bias_stride_channel_order", "mistake",
          sub(conv2d_naive=naive_no_bias, conv_output_size=size_no_stride, conv_params=params_no_bias,
              im2col=im2col_channel_last),
@@ -425,30 +537,55 @@ CASES = [
     Case("mistake_padding_one_side", "mistake", sub(conv2d_naive=naive_pad_one_side), lose("conv2d_naive"),
          "all the padding on the right and bottom: the right size, every window shifted",
          names=Named("test_conv2d_naive", "one side")),
+    # conv2d_backward's mistakes, one per notebook (they all lose in the same cell)
+    Case("mistake_backward_batch_mean", "mistake", sub(conv2d_backward=backward_batch_mean), lose("conv2d_backward"),
+         "grad_weight averaged over the batch instead of summed",
+         names=Named("test_conv2d_backward", "divided by the batch size")),
+    Case("mistake_backward_bias_mean", "mistake", sub(conv2d_backward=backward_bias_mean), lose("conv2d_backward"),
+         "grad_bias as the mean of grad_out", names=Named("test_conv2d_backward", "mean of grad_out")),
+    Case("mistake_backward_uncropped", "mistake", sub(conv2d_backward=backward_uncropped), lose("conv2d_backward"),
+         "grad_x returned with the padding's rows and columns",
+         names=Named("test_conv2d_backward", "padded input's shape")),
+    Case("mistake_backward_no_stride", "mistake", sub(conv2d_backward=backward_no_stride), lose("conv2d_backward"),
+         "window (i, j) placed at input (i, j) in the backward pass, whatever the stride",
+         names=Named("test_conv2d_backward", "stride")),
+    Case("do_nothing_backward", "cheat", sub(conv2d_backward=BACKWARD_DOES_NOTHING), 21.0,
+         "zeros of the right shapes and dtype: 0 of conv2d_backward's 5 points, full marks elsewhere"),
     # --- cheats
     Case("demo_cheat", "cheat",
-         sub(conv2d_naive=NAIVE_F_CONV2D, im2col=IM2COL_F_UNFOLD, conv2d_im2col=IM2COL_CONV_F_CONV2D),
-         lose("conv2d_naive", "im2col", "conv2d_im2col"), "F.conv2d and F.unfold where they are forbidden"),
+         sub(conv2d_naive=NAIVE_F_CONV2D, im2col=IM2COL_F_UNFOLD, conv2d_im2col=IM2COL_CONV_F_CONV2D,
+             conv2d_backward=BACKWARD_AUTOGRAD),
+         lose("conv2d_naive", "im2col", "conv2d_im2col", "conv2d_backward"),
+         "F.conv2d and F.unfold where they are forbidden; autograd for the backward pass"),
     Case("cheat_disguised", "cheat",
          sub(conv2d_naive=NAIVE_ALIAS, im2col=IM2COL_TENSOR_UNFOLD, conv2d_im2col=IM2COL_CONV_ATEN),
          lose("conv2d_naive", "im2col", "conv2d_im2col"),
          "F.conv2d through an alias built from strings, Tensor.unfold, torch.ops.aten.convolution"),
+    Case("cheat_backward_engine_and_matrix", "cheat",
+         sub(conv2d_backward=BACKWARD_ENGINE, conv_matrix=MATRIX_F_CONV2D_ONE_HOT), lose("conv2d_backward", "conv_matrix"),
+         "the autograd engine called directly; conv_matrix by F.conv2d on one-hot images (the grader's oracle)"),
+    Case("cheat_backward_aten", "cheat", sub(conv2d_backward=BACKWARD_ATEN), lose("conv2d_backward"),
+         "torch.ops.aten.convolution_backward: the library's own backward pass"),
+    Case("cheat_backward_transpose", "cheat", sub(conv2d_backward=BACKWARD_TRANSPOSE), lose("conv2d_backward"),
+         "F.conv_transpose2d for the input gradient"),
     Case("cheat_modules", "cheat", sub(conv2d_naive=NAIVE_MODULE, im2col=IM2COL_MODULE),
          lose("conv2d_naive", "im2col", "conv2d_im2col"),
          "nn.Conv2d and nn.Unfold (conv2d_im2col calls the forbidden im2col)"),
     # A notebook that touches the torch internals the forbidden-op guard relies on (__torch_function__,
-    # dispatch modes) gets no points for ANY guarded function (conv2d_naive, im2col, conv2d_im2col).
+    # dispatch modes) gets no points for ANY guarded function (conv2d_naive, conv_matrix, im2col, conv2d_im2col,
+    # conv2d_backward).
     Case("cheat_always_equal", "cheat",
          sub(conv2d_naive=NAIVE_ALWAYS_EQUAL, conv_output_size=SIZE_ALWAYS_EQUAL, receptive_field=RF_ALWAYS_EQUAL),
-         lose("conv2d_naive", "conv_output_size", "receptive_field", "im2col", "conv2d_im2col"),
+         lose("conv2d_naive", "conv_output_size", "receptive_field", "im2col", "conv2d_im2col", "conv_matrix",
+              "conv2d_backward"),
          "a tensor subclass, an int subclass and an object that claim to equal anything"),
     Case("cheat_escape_dispatch_mode", "cheat", sub(conv2d_naive=NAIVE_ESCAPE_DISPATCH),
-         lose("conv2d_naive", "im2col", "conv2d_im2col"), "switches off torch's dispatch modes around F.conv2d"),
+         lose("conv2d_naive", "im2col", "conv2d_im2col", "conv_matrix", "conv2d_backward"), "switches off torch's dispatch modes around F.conv2d"),
     Case("cheat_patch_torch", "cheat", sub(conv2d_naive=NAIVE_PATCH_TORCH), lose("conv2d_naive"),
          "a wrong answer plus torch.allclose/equal/F.conv2d patched in the kernel"),
     Case("cheat_steal_reference", "cheat",
          sub(**{gid: None for gid in ("conv_params", "conv_output_size", "conv2d_naive", "conv_matrix", "im2col",
-                                      "conv2d_im2col")}, receptive_field=steal_reference),
+                                      "conv2d_im2col", "conv2d_backward")}, receptive_field=steal_reference),
          "zero", "looks for the instructor's solution notebook on disk and runs it"),
     # --- broken submissions
     Case("blank", "broken", lambda: release(ASSIGNMENT), "zero", "the release, untouched"),

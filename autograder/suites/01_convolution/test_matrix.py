@@ -2,6 +2,9 @@
 
 Oracle: the matrix built column by column from F.conv2d of the basis images (column p is the
 convolution of the image that is 1 at pixel p and 0 elsewhere), and F.conv2d of random inputs.
+Torch's convolution and unfold are forbidden while the student's function runs (the notebook says
+so): building the matrix with F.conv2d on one-hot images is the grader's oracle, not an answer. The
+student's own conv2d_naive on those images is accepted.
 """
 import torch
 import torch.nn.functional as F
@@ -23,7 +26,7 @@ def oracle_matrix(kernel, H, W):
 
 
 def student_matrix(student, kernel, H, W):
-    M = student.conv_matrix(kernel, (H, W))
+    M = student.function("conv_matrix", forbid=("convolution", "unfold"), timeout=30)(kernel, (H, W))
     what = f"conv_matrix of a {tuple(kernel.shape)} kernel for a {(H, W)} input"
     check(isinstance(M, torch.Tensor), f"{what}: expected a tensor, got {type(M).__name__}")
     expected_shape = ((H - kernel.shape[0] + 1) * (W - kernel.shape[1] + 1), H * W)

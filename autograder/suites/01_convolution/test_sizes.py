@@ -26,7 +26,7 @@ PARAMS_NO_IN_CHANNELS = ("your count leaves out the input channels: a kernel spa
                          "kH * kW * C_in weights per output channel (section 4)")
 RF_NO_JUMP = ("your result adds k - 1 per layer, as if every stride were 1: after a layer with stride s, one step of "
               "the next layer is s input pixels (the jump, the product of the strides below), so a layer adds "
-              "(k - 1) * jump (section 9)")
+              "(k - 1) * jump (section 10)")
 
 
 def size_mistakes(size, k, s, p, d):
