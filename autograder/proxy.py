@@ -372,8 +372,7 @@ class Student:
 
     def function(self, name: str, forbid=(), timeout=None, forbid_calls=()) -> StudentFunction:
         """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout", "autograd"),
-        `forbid_calls`
-        dotted names of callables it must not use ("dlcourse.receptive_field", "torchvision.models"),
+        `forbid_calls` dotted names of callables it must not use ("dlcourse.receptive_field", "torchvision.models"),
         `timeout` seconds (see the module docstring)."""
         return StudentFunction(self._session, ("name", name), forbid=forbid, forbid_calls=forbid_calls,
                                timeout=timeout, label=name)
