@@ -416,3 +416,35 @@ def test_the_tamper_scan_is_bounded(monkeypatch):
     assert scan_tampering([long_cell]) == ["_pop_torch_dispatch_stack"]           # scanned as text
     monkeypatch.setattr(notebook_module.ast, "parse", lambda *a, **k: pytest.fail("parsed after the deadline"))
     assert scan_tampering(["y = TorchDispatchMode"], seconds=-1) == ["TorchDispatchMode"]
+
+
+def test_autograd_group_catches_every_route_in_process():
+    """The 'autograd' op group, without a kernel: backward, autograd.grad, the engine itself, forward-mode
+    duals (torch.func.jvp/jacfwd) are forbidden; a gradient written by hand is not."""
+    import torch.autograd.forward_ad as fwAD
+
+    from autograder import kernel_side
+
+    x = torch.ones(3)
+
+    def backward():
+        leaf = x.clone().requires_grad_()
+        (leaf * leaf).sum().backward()
+        return leaf.grad
+
+    def engine():
+        leaf = x.clone().requires_grad_()
+        out = (leaf * leaf).sum()
+        torch.autograd.Variable._execution_engine.run_backward((out,), (torch.ones(()),), False, False, (), False,
+                                                               True)
+        return leaf.grad
+
+    def forward_ad():
+        with fwAD.dual_level():
+            return fwAD.unpack_dual(fwAD.make_dual(x, torch.ones_like(x)) ** 2).tangent
+
+    for fn in (backward, engine, forward_ad):
+        value, problem = kernel_side._guarded_call(fn, (), {}, ("autograd",))
+        assert problem and problem["status"] == "forbidden" and problem["ops"][0][1] == "autograd", fn.__name__
+    value, problem = kernel_side._guarded_call(lambda: 2 * x, (), {}, ("autograd", "convolution"))
+    assert problem is None and torch.equal(value, 2 * x)
