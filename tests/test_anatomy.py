@@ -212,7 +212,9 @@ def test_receptive_field_with_max_pooling_by_perturbation():
     with torch.no_grad():
         Y0, Y = net(base), net(probes)
         centre = (Y0.shape[2] // 2, Y0.shape[3] // 2)
-        changed = Y[:, 0, centre[0], centre[1]] != Y0[0, 0, centre[0], centre[1]]
+        # a probe inside the field moves the output by a lot; outside it only rounding differs (the
+        # batched convolution may add in another order than the single-image one)
+        changed = (Y[:, 0, centre[0], centre[1]] - Y0[0, 0, centre[0], centre[1]]).abs() > 1e-3
     measured = int(changed.nonzero().max() - changed.nonzero().min() + 1)
     # conv 7/2: 7; pool 3/2: 7 + 2*2 = 11; conv 3: 11 + 2*4 = 19; pool 2 dilation 2: 19 + 1*2*4 = 27
     assert measured == receptive_field(net) == 27
