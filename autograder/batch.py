@@ -11,12 +11,19 @@ nothing else. Up to `workers` subprocesses run at once.
 
 Outputs under `out` (default grades/<assignment>/), for every student found, graded or not:
 
-    <student>.json                   the grader's JSON + student, submission_sha256, graded_at, ...
+    <student>.json                   the grade result (autograder/result.py) + the batch's stamp
     executed/<student>.ipynb         the notebook as the grader executed it
+    logs/<time>.log                  this run's grader faults with tracebacks and subprocess stderr
+and, from the stored results, each output format chosen (autograder/exporters; all by default):
     gradebook.csv                    one row per student: score, max, points per test, status, errors
+    feedback/<student>.html, .md     what the student reads (never the instructor notes)
     gradescope/<student>/results.json
-    feedback/<student>.html, .md
-and the scores into nbgrader's gradebook (<course>/gradebook.db, autograded/ for formgrader).
+    nbgrader's gradebook             <course>/gradebook.db, autograded/ for formgrader
+
+Faults that are not the student's (a hidden test that crashed, a grader that failed, anything a
+grading subprocess wrote to stderr, tampering findings, a sandbox in which the kernel could read
+the hidden suites) are kept in each result's instructor notes, written to the log and printed by
+`summary`; a machine where the kernel could read the hidden suites is named in a warning at the start.
 
 Restartable: a submission whose notebook (sha256) and suite/release (fingerprint) are unchanged
 since its JSON was written is not graded again (unless force). The JSON is written last and
@@ -25,10 +32,8 @@ run, so a batch killed at any point and run again neither loses nor double-count
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import json
 import os
 import shlex
 import shutil
@@ -36,18 +41,21 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 from tqdm import tqdm
 
-from autograder import feedback
+from autograder import exporters, feedback
+from autograder.exporters import Entry, ExportContext
+from autograder.exporters.base import write_atomic
+from autograder.result import Fault, GradeResult, ResultError
 from autograder.settings import Settings
 
 # A command to run instead of `python -m autograder` for each submission (tests point it at a fake
@@ -217,16 +225,13 @@ def suite_fingerprint(assignment) -> str:
 # ---------------------------------------------------------------------------------------------
 # Results that the grader did not produce (no submission, grader crash)
 # ---------------------------------------------------------------------------------------------
-def zero_result(assignment: str, reason: str, template: list[dict], max_score: float) -> dict:
+def zero_result(assignment: str, reason: str, template: list[dict]) -> GradeResult:
     """A result with 0 points: every test of `template` failed with `reason` as the message."""
-    tests = [{"name": t["name"], "points": 0.0, "max_points": float(t["max_points"]), "passed": False,
-              "message": reason, **({"cell": t["cell"]} if t.get("cell") else {})} for t in template]
-    return {"assignment": assignment, "score": 0.0, "max_score": float(max_score),
-            "tests": tests, "errors": [reason]}
+    return GradeResult.zero(assignment, reason, template).trimmed()
 
 
 def suite_tests(assignment) -> list[dict]:
-    """The hidden suite's tests as [{"name", "cell", "max_points"}], in the runner's order.
+    """The hidden suite's tests as [{"name", "cell", "max_points", "description"}], in the runner's order.
 
     Collected (not run) with the runner's own pytest plugin, so names (parametrized ones too),
     points and cells are exactly those of a graded result. Used for the rows of students the
@@ -238,18 +243,6 @@ def suite_tests(assignment) -> list[dict]:
     _run_suite(Path(assignment.suite_dir), plugin, collect_only=True)
     return [{"name": r.name, "cell": r.cell, "max_points": r.max_points, "description": r.doc}
             for r in plugin.records.values()]
-
-
-def valid_result(obj) -> bool:
-    """Whether a parsed JSON value is a grade in the engine's format."""
-    try:
-        return (isinstance(obj, dict) and isinstance(obj["tests"], list)
-                and float(obj["score"]) >= 0 and float(obj["max_score"]) >= 0
-                and isinstance(obj.get("errors", []), list)
-                and all(isinstance(t, dict) and "name" in t and "points" in t and "max_points" in t
-                        for t in obj["tests"]))
-    except (KeyError, TypeError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,13 +283,26 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+@dataclass
+class GraderRun:
+    """What one grading subprocess gave: its result (None: it produced none, `reason` says why),
+    its wall time and its stderr (kept for the instructor, never dropped)."""
+    result: GradeResult | None
+    reason: str
+    seconds: float
+    stderr: str = ""
+
+
+MAX_STDERR = 20_000            # characters of a grading subprocess's stderr kept (its end)
+
+
 def run_grader(assignment: str, notebook: Path, executed: Path, *, root: str | None,
                timeout: float, children: Children | None = None,
-               settings: Settings | None = None) -> tuple[dict | None, str, float]:
+               settings: Settings | None = None) -> GraderRun:
     """Grade one notebook in a subprocess, under `settings` (passed whole as --settings JSON).
 
-    Returns (result or None, reason when None, seconds). The subprocess leads its own process group
-    (killed whole on timeout) and dies with the batch (AUTOGRADER_PARENT_PID, see cli.py).
+    The subprocess leads its own process group (killed whole on timeout) and dies with the batch
+    (AUTOGRADER_PARENT_PID, see cli.py). Its JSON is read back with the result contract's validation.
     """
     cmd = grader_command() + ["grade", assignment, str(notebook), "--json", "--executed", str(executed)]
     if root is not None:
@@ -313,82 +319,26 @@ def run_grader(assignment: str, notebook: Path, executed: Path, *, root: str | N
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
-        proc.communicate()
-        return None, f"the grader did not finish within {timeout:g} s", time.perf_counter() - start
+        _, err = proc.communicate()
+        return GraderRun(None, f"the grader did not finish within {timeout:g} s", time.perf_counter() - start,
+                         (err or "")[-MAX_STDERR:])
     finally:
         if children is not None:
             children.discard(proc)
         _kill_group(proc)              # leftovers of a finished grader (a stray kernel), if any
     seconds = time.perf_counter() - start
+    err = (err or "")[-MAX_STDERR:]
     last_err = (err.strip().splitlines() or [""])[-1][:500].removeprefix("autograder: ")
     if proc.returncode != 0:
-        return None, f"the grader failed (exit status {proc.returncode}): {last_err}".rstrip(": "), seconds
+        return GraderRun(None, f"the grader failed (exit status {proc.returncode}): {last_err}".rstrip(": "),
+                         seconds, err)
     try:
-        result = json.loads(out)
-    except ValueError:
-        return None, f"the grader printed no valid JSON: {last_err}".rstrip(": "), seconds
-    if not valid_result(result):
-        return None, "the grader printed JSON that is not a grade result", seconds
-    return result, "", seconds
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing outputs
-# ---------------------------------------------------------------------------------------------
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers (and a rerun after a kill) see the old or the new one, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def gradescope_json(result: dict) -> dict:
-    """Gradescope's autograder results format (results.json)."""
-    out = {"score": float(result["score"]),
-           "tests": [{"name": feedback.humanize(t["name"]), "score": float(t["points"]),
-                      "max_score": float(t["max_points"]), "output": t.get("message", ""),
-                      "visibility": "visible"} for t in result["tests"]]}
-    if result.get("errors"):
-        out["output"] = "\n".join(result["errors"])
-    return out
-
-
-_CSV_RISKY = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell_text(value: str) -> str:
-    """A text value a spreadsheet will not run as a formula."""
-    return "'" + value if value.startswith(_CSV_RISKY) else value
-
-
-def status_of(result: dict) -> str:
-    if result.get("status"):
-        return result["status"]
-    return "errors" if result.get("errors") else "graded"
-
-
-def write_csv(path: Path, rows: list[dict], test_names: list[str]) -> None:
-    """gradebook.csv: student, score, max_score, one column per test (points), status, errors."""
-    lines = []
-    header = ["student", "score", "max_score", *test_names, "status", "errors"]
-    for r in rows:
-        points = {t["name"]: t["points"] for t in r["tests"]}
-        lines.append([_cell_text(r["student"]), f"{float(r['score']):g}", f"{float(r['max_score']):g}",
-                      *[f"{float(points[n]):g}" if n in points else "" for n in test_names],
-                      status_of(r), _cell_text(" | ".join(" ".join(e.split()) for e in r.get("errors", [])))])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gradebook.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(lines)
-    os.replace(tmp, path)
+        result = GradeResult.from_json(out)
+    except ResultError as e:
+        if out.strip().startswith("{"):
+            return GraderRun(None, f"the grader printed JSON that is not a grade result ({e})", seconds, err)
+        return GraderRun(None, f"the grader printed no valid JSON: {last_err}".rstrip(": "), seconds, err)
+    return GraderRun(result, "", seconds, err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -397,26 +347,45 @@ def write_csv(path: Path, rows: list[dict], test_names: list[str]) -> None:
 @dataclass
 class BatchReport:
     """What a batch did. results: student -> stored result (every student found)."""
-    results: dict[str, dict]
+    results: dict[str, GradeResult]
     graded: list[str]
     skipped: list[str]
     failed: list[str]            # the grader produced no result (crash, timeout, bad output)
-    missing: list[str]           # no notebook
-    gradebook_errors: list[str]
+    missing: list[str]           # no notebook (or a refused one)
+    export_errors: list[str]     # "<format>: <student>: <error>" for outputs not written
     out: Path
     seconds: float
+    log: Path | None = None      # this run's log of grader faults and grading subprocesses' stderr
+    outputs: list[str] = field(default_factory=list)   # where each format's files went
+    warnings: list[str] = field(default_factory=list)  # printed at the start (e.g. readable suites)
+
+    @property
+    def gradebook_errors(self) -> list[str]:
+        return self.export_errors
+
+    def faults(self) -> list[tuple[str, Fault]]:
+        """(student, fault) for every stored result's instructor notes, students in order."""
+        return [(s, f) for s, r in sorted(self.results.items()) for f in r.faults]
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _previous(path: Path) -> dict | None:
+def _previous(path: Path) -> GradeResult | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return GradeResult.read(path)
+    except (OSError, ResultError):
         return None
-    return data if valid_result(data) else None
+
+
+def readable_suites_warning(settings: Settings) -> str | None:
+    """The warning to print when this machine's kernels could read the hidden suites, else None."""
+    from autograder.result import READABLE_SUITES
+    from autograder.sandbox import isolation_mode
+    if settings.limits.isolation == "none" or isolation_mode() == "none":
+        return f"WARNING: {READABLE_SUITES}"
+    return None
 
 
 class Batch:
@@ -424,9 +393,10 @@ class Batch:
 
     def __init__(self, assignment, directory, *, out=None, settings: Settings | None = None, workers=None,
                  force=False, course_dir=None, root=None, timeout=None, progress=True,
-                 placeholder_tests=None):
+                 placeholder_tests=None, exports=None):
         """settings: limits and batch options (default Settings(workers=1)); `workers` and `timeout`
-        (seconds per submission) override the settings' values."""
+        (seconds per submission) override the settings' values. exports: names of output formats
+        (autograder/exporters; None: all)."""
         self.a = assignment
         self.name = assignment.name
         self.directory = Path(directory)
@@ -443,6 +413,7 @@ class Batch:
         self.root = root
         self.timeout = settings.submission_timeout
         self.progress = progress
+        self.exporters = exporters.select(exports)
         self.release_path = Path(assignment.release_notebook)
         self.release_nb = nbformat.read(str(self.release_path), as_version=4)
         self.notebook_id = self.release_path.stem
@@ -461,20 +432,18 @@ class Batch:
             self._template = list(self._placeholder(self.a)) if self._placeholder else []
         return self._template
 
-    def placeholder(self, reason: str) -> dict:
+    def placeholder(self, reason: str) -> GradeResult:
         """0 points for every test of the suite, with `reason` (no submission, grader failure)."""
-        max_score = sum(float(t["max_points"]) for t in self.template)
-        return zero_result(self.name, reason, self.template, max_score)
+        return zero_result(self.name, reason, self.template)
 
-    def stamp(self, result: dict, sub: Submission, sha: str | None, status: str, seconds: float) -> dict:
-        result = dict(result)
-        result.update(student=sub.student, submission=str(sub.path) if sub.path else None,
-                      submission_sha256=sha, suite_fingerprint=self.fingerprint,
-                      graded_at=_now(), status=status, grader_seconds=round(seconds, 3))
-        return result
+    def stamp(self, result: GradeResult, sub: Submission, sha: str | None, status: str,
+              seconds: float) -> GradeResult:
+        return result.stamped(student=sub.student, submission=str(sub.path) if sub.path else None,
+                              submission_sha256=sha, suite_fingerprint=self.fingerprint,
+                              graded_at=_now(), status=status, grader_seconds=round(seconds, 3))
 
     # --- one submission (runs in a worker thread) ---------------------------------------------
-    def grade_one(self, sub: Submission) -> tuple[str, dict, Path | None]:
+    def grade_one(self, sub: Submission) -> tuple[str, GradeResult, Path | None]:
         """-> (outcome, result, executed notebook or None); outcome in graded/skipped/failed/missing."""
         if sub.path is None:
             status = "refused" if sub.reason.startswith("submission refused") else "missing"
@@ -486,8 +455,8 @@ class Batch:
             return "missing", self.stamp(self.placeholder(reason), sub, None, "refused", 0.0), None
         sha = hashlib.sha256(data).hexdigest()
         prev = _previous(self.out / f"{sub.student}.json")
-        if (not self.force and prev is not None and prev.get("submission_sha256") == sha
-                and prev.get("suite_fingerprint") == self.fingerprint):
+        if (not self.force and prev is not None and prev.submission_sha256 == sha
+                and prev.suite_fingerprint == self.fingerprint):
             return "skipped", prev, None
         tmp_dir = self.out / ".tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -499,18 +468,24 @@ class Batch:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         try:
-            result, reason, seconds = run_grader(self.name, copy, executed, root=self.root,
-                                                 timeout=self.timeout, children=self.children,
-                                                 settings=self.settings)
+            run = run_grader(self.name, copy, executed, root=self.root, timeout=self.timeout,
+                             children=self.children, settings=self.settings)
         finally:
             shutil.rmtree(private, ignore_errors=True)
-        if result is None:
+        if run.result is None:
             executed.unlink(missing_ok=True)
-            return "failed", self.stamp(self.placeholder(reason), sub, sha, "grader-failed", seconds), None
-        status = "errors" if result.get("errors") else "graded"
-        return "graded", self.stamp(result, sub, sha, status, seconds), executed if executed.is_file() else None
+            result = self.placeholder(run.reason)
+            result.instructor.add("grader-failed", run.reason, detail=run.stderr)
+            return "failed", self.stamp(result, sub, sha, "grader-failed", run.seconds), None
+        result = run.result
+        if run.stderr.strip():
+            lines = run.stderr.strip().splitlines()
+            result.instructor.add("grader-stderr", f"the grading subprocess wrote {len(lines)} line(s) to "
+                                  f"stderr, the last: {lines[-1][:300]}", detail=run.stderr)
+        status = "errors" if result.errors else "graded"
+        return "graded", self.stamp(result, sub, sha, status, run.seconds), executed if executed.is_file() else None
 
-    def grade_one_safely(self, sub: Submission) -> tuple[str, dict, Path | None]:
+    def grade_one_safely(self, sub: Submission) -> tuple[str, GradeResult, Path | None]:
         """grade_one, with any failure of the batch's own code turned into that student's 0."""
         if self.stopping.is_set():
             raise KeyboardInterrupt("the batch is stopping")
@@ -518,10 +493,12 @@ class Batch:
             return self.grade_one(sub)
         except Exception as e:  # noqa: BLE001 - never stop the batch for one submission
             reason = f"the batch could not grade this submission: {type(e).__name__}: {e}"
-            return "failed", self.stamp(self.placeholder(reason), sub, None, "grader-failed", 0.0), None
+            result = self.placeholder(reason)
+            result.instructor.add("grader-failed", reason, detail=traceback.format_exc()[-MAX_STDERR:])
+            return "failed", self.stamp(result, sub, None, "grader-failed", 0.0), None
 
     # --- storing (main thread only: one writer for files and the gradebook) -------------------
-    def store(self, sub: Submission, outcome: str, result: dict, executed: Path | None) -> None:
+    def store(self, sub: Submission, outcome: str, result: GradeResult, executed: Path | None) -> None:
         if outcome != "skipped":
             dest = self.out / "executed" / f"{sub.student}.ipynb"
             if executed is not None:
@@ -530,54 +507,28 @@ class Batch:
             else:
                 dest.unlink(missing_ok=True)
             # Last and atomic: from here on a rerun treats this submission as graded.
-            write_atomic(self.out / f"{sub.student}.json", json.dumps(result, indent=1) + "\n")
+            write_atomic(self.out / f"{sub.student}.json", result.to_json(indent=1) + "\n")
 
-    def with_descriptions(self, result: dict) -> dict:
-        """The result with each test's description (its docstring, written for students) added."""
-        docs = {t["name"]: t.get("description") for t in self.template if t.get("description")}
-        tests = [t if t.get("description") or t["name"] not in docs else {**t, "description": docs[t["name"]]}
-                 for t in result["tests"]]
-        return {**result, "tests": tests}
+    def export_context(self) -> ExportContext:
+        return ExportContext(
+            assignment=self.name, out=self.out, release_nb=self.release_nb, notebook_id=self.notebook_id,
+            cell_titles=self.cell_titles, course_dir=self.course_dir, directory=self.directory,
+            descriptions={t["name"]: t["description"] for t in self.template if t.get("description")},
+            test_names=[t["name"] for t in self.template])
 
-    def derive(self, sub: Submission, result: dict, gb) -> str | None:
-        """Feedback, Gradescope JSON, nbgrader gradebook for one stored result. -> error or None."""
-        student = sub.student
-        shown = self.with_descriptions(result)
-        write_atomic(self.out / "feedback" / f"{student}.html",
-                     feedback.render_html(shown, student=student, cell_titles=self.cell_titles))
-        write_atomic(self.out / "feedback" / f"{student}.md",
-                     feedback.render_markdown(shown, student=student, cell_titles=self.cell_titles))
-        write_atomic(self.out / "gradescope" / student / "results.json",
-                     json.dumps(gradescope_json(result), indent=1) + "\n")
-        if gb is None:
-            return None
-        try:
-            self.to_gradebook(gb, sub, result)
-        except Exception as e:  # noqa: BLE001 - one student's gradebook row must not stop the batch
-            gb.db.rollback()
-            return f"{student}: {type(e).__name__}: {e}"
-        return None
-
-    def to_gradebook(self, gb, sub: Submission, result: dict) -> None:
-        from autograder import gradebook as nbg
+    def entry(self, sub: Submission, result: GradeResult) -> Entry:
         executed = self.out / "executed" / f"{sub.student}.ipynb"
-        graded_nb = executed if executed.is_file() else sub.path
-        answered = None
-        if graded_nb is not None:
+        return Entry(sub.student, result, sub.folder, sub.path, executed if executed.is_file() else None)
+
+    def export(self, ctx: ExportContext, entry: Entry) -> list[str]:
+        """Every format's output for one stored result. -> errors ("<format>: <student>: <why>")."""
+        errors = []
+        for exporter in self.exporters:
             try:
-                answered = nbformat.read(str(graded_nb), as_version=4)
-            except Exception:  # noqa: BLE001 - an unreadable notebook: every answer counts as given
-                answered = None
-        stamp_file = sub.folder / "timestamp.txt" if sub.folder else None
-        try:
-            timestamp = read_submission(stamp_file, 4096).decode().strip() if stamp_file else None
-        except (OSError, ValueError):       # none, a symlink, or not text: no timestamp
-            timestamp = None
-        nbg.record(gb, self.name, sub.student, result, release_nb=self.release_nb,
-                   notebook_id=self.notebook_id, answered_nb=answered, timestamp=timestamp, ensure=False)
-        if graded_nb is not None:
-            nbg.copy_autograded(graded_nb, self.course_dir, sub.student, self.name, self.notebook_id,
-                                sub.folder if sub.folder != self.directory else None)
+                exporter.student(ctx, entry)
+            except Exception as e:  # noqa: BLE001 - one student's output must not stop the batch
+                errors.append(f"{exporter.name}: {entry.student}: {type(e).__name__}: {e}")
+        return errors
 
     # --- the whole batch ----------------------------------------------------------------------
     def run(self) -> BatchReport:
@@ -585,8 +536,17 @@ class Batch:
         subs = find_submissions(self.directory, self.name, self.release_path.name)
         self.out.mkdir(parents=True, exist_ok=True)
         self.template                                   # noqa: B018 - collect the suite now, once
-        gb = self.open_gradebook()
         report = BatchReport({}, [], [], [], [], [], self.out, 0.0)
+        warning = readable_suites_warning(self.settings)
+        if warning:
+            report.warnings.append(warning)
+            print(f"autograder: {warning}", file=sys.stderr, flush=True)
+        log = FaultLog(self.out, self.name, self.settings, report.warnings)
+        report.log = log.path
+        ctx = self.export_context()
+        for exporter in self.exporters:
+            exporter.begin(ctx)
+        entries: dict[str, Entry] = {}
         bar = tqdm(total=len(subs), desc=f"grading {self.name}", unit="nb", file=sys.stderr,
                    disable=not self.progress, dynamic_ncols=True)
         restore = self.install_signal_handlers()
@@ -597,12 +557,13 @@ class Batch:
                 sub = futures[fut]
                 outcome, result, executed = fut.result()
                 self.store(sub, outcome, result, executed)
-                err = self.derive(sub, result, gb)
-                if err:
-                    report.gradebook_errors.append(err)
+                if outcome != "skipped":
+                    log.record(sub.student, result)
+                entries[sub.student] = self.entry(sub, result)
+                report.export_errors += self.export(ctx, entries[sub.student])
                 report.results[sub.student] = result
                 getattr(report, outcome).append(sub.student)
-                bar.set_postfix_str(f"{sub.student}: {float(result['score']):g}/{float(result['max_score']):g}")
+                bar.set_postfix_str(f"{sub.student}: {result.score:g}/{result.max_score:g}")
                 bar.update(1)
         except BaseException:
             self.stopping.set()                 # queued submissions start no grader
@@ -612,29 +573,17 @@ class Batch:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             restore()
-            if gb is not None:
-                gb.close()
-        rows = [report.results[s.student] for s in subs]
-        write_csv(self.out / "gradebook.csv", rows, self.test_columns(rows))
+            ordered = [entries[s.student] for s in subs if s.student in entries]
+            for exporter in self.exporters:
+                try:
+                    exporter.end(ctx, ordered)
+                except Exception as e:  # noqa: BLE001 - reported; the other formats are written
+                    report.export_errors.append(f"{exporter.name}: {type(e).__name__}: {e}")
+            log.close()
+        report.outputs = [o for o in (e.outputs(ctx) for e in self.exporters) if o]
         self.clean_tmp()
         report.seconds = time.perf_counter() - start
         return report
-
-    def test_columns(self, rows: list[dict]) -> list[str]:
-        names = [t["name"] for t in self.template]
-        for r in rows:
-            for t in r["tests"]:
-                if t["name"] not in names:
-                    names.append(t["name"])
-        return names
-
-    def open_gradebook(self):
-        if self.course_dir is None:
-            return None
-        from autograder import gradebook as nbg
-        gb = nbg.open_gradebook(self.course_dir)
-        nbg.ensure_assignment(gb, self.name, self.notebook_id, self.release_nb)
-        return gb
 
     def clean_tmp(self) -> None:
         tmp = self.out / ".tmp"
@@ -674,16 +623,58 @@ def grade_directory(assignment, directory, **kwargs) -> BatchReport:
 
 
 def summary(report: BatchReport) -> str:
-    """A few lines for the terminal: counts, mean score, where the outputs are."""
+    """A few lines for the terminal: counts, mean score, where the outputs are, and every fault that
+    is not a student's (grader failures, suite errors, tampering findings, readable suites)."""
     res = list(report.results.values())
-    mean = sum(float(r["score"]) for r in res) / len(res) if res else 0.0
-    max_score = max((float(r["max_score"]) for r in res), default=0.0)
+    mean = sum(r.score for r in res) / len(res) if res else 0.0
+    max_score = max((r.max_score for r in res), default=0.0)
     lines = [f"{len(res)} student(s): {len(report.graded)} graded, {len(report.skipped)} unchanged "
              f"(kept), {len(report.missing)} without a submission, {len(report.failed)} grader failure(s); "
              f"mean {mean:.2f}/{max_score:g}; {report.seconds:.1f} s",
-             f"results: {report.out / 'gradebook.csv'}  feedback: {report.out / 'feedback'}"]
+             "  ".join(report.outputs) or f"results: {report.out}"]
+    lines += report.warnings
     for s in report.failed:
-        lines.append(f"  grader failed for {s}: {report.results[s]['errors'][0]}")
-    for e in report.gradebook_errors:
-        lines.append(f"  nbgrader gradebook not updated for {e}")
+        lines.append(f"  grader failed for {s}: {report.results[s].errors[0]}")
+    faults = [(s, f) for s, f in report.faults() if f.kind != "grader-failed"]
+    readable = sorted({s for s, f in faults if f.kind == "isolation"})
+    others = [(s, f) for s, f in faults if f.kind != "isolation"]
+    if readable and not report.warnings:
+        lines.append(f"WARNING: {len(readable)} submission(s) were graded where the kernel could read the hidden "
+                     f"suites (isolation mode 'none'): {', '.join(readable[:10])}")
+    if others:
+        lines.append(f"grader faults (not the students'; tracebacks in {report.log or report.out}):")
+        lines += [f"  {s}: {f.line()}" for s, f in others[:50]]
+        if len(others) > 50:
+            lines.append(f"  ... and {len(others) - 50} more")
+    for e in report.export_errors:
+        lines.append(f"  not written: {e}")
     return "\n".join(lines)
+
+
+class FaultLog:
+    """<out>/logs/<time>.log: this run's settings and warnings, then, per submission graded, every
+    fault that is not the student's with its full detail (traceback, the grading subprocess's stderr)."""
+
+    def __init__(self, out: Path, assignment: str, settings: Settings, warnings: list[str]):
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        self.path = out / "logs" / f"{stamp}-{uuid.uuid4().hex[:6]}.log"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, "w", encoding="utf-8")
+        self.f.write(f"autograder batch for {assignment}, started {_now()}\nsettings: {settings.to_json()}\n")
+        for w in warnings:
+            self.f.write(w + "\n")
+        self.count = 0
+        self.f.flush()
+
+    def record(self, student: str, result: GradeResult) -> None:
+        notes = result.instructor
+        for fault in notes.faults:
+            self.count += 1
+            self.f.write(f"\n== {student}: {fault.line()}\n")
+            if fault.detail:
+                self.f.write(fault.detail.rstrip() + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.write(f"\n{self.count} fault(s); finished {_now()}\n")
+        self.f.close()

@@ -1,6 +1,7 @@
 """`python -m autograder bench [assignment]`: where grading time goes (a benchmark, not a test).
 
-1. Per sample submission (the bank's DEMO cases: correct, mistakes, blank, cheat), one
+1. Per sample submission (the package's samples, autograder/samples.py: correct, mistakes, blank,
+   cheat), one
    `python -m autograder grade <a> <nb> --json` process, timed from outside, beside the runner's own
    figures (its "timing" key): executing the notebook's cells, starting the kernel, the suite.
    overhead = wall time of the whole process - notebook execution time; target < 5 s.
@@ -49,26 +50,31 @@ def _batch(assignment: str, folder: Path, out: Path, workers: int,
     return wall, scores
 
 
-def _pick(assignment: str | None) -> str | None:
-    from autograder.assignments import list_assignments
-    names = [a.name for a in list_assignments()]
-    with_bank = [n for n in names if (REPO / "tests" / "bank" / f"b{n}.py").is_file()]
+def _pick(assignment: str | None):
+    """The assignment to bench: the one named, else the first with shipped samples. -> Assignment or None."""
+    from autograder.assignments import find_assignment, list_assignments
+    from autograder.samples import shipped
     if assignment is not None:
-        return assignment if assignment in with_bank else None
-    return with_bank[0] if with_bank else None
+        try:
+            return find_assignment(assignment)
+        except (LookupError, FileNotFoundError):
+            return None
+    with_samples = [a for a in list_assignments() if shipped(a.name) and a.release_notebook.is_file()]
+    return with_samples[0] if with_samples else None
 
 
 def main(assignment: str | None = None, n: int = 8, out: Path | None = None, settings=None) -> int:
     """settings: autograder.settings.Settings for every grading (default: the course's)."""
-    from autograder.demo import load_demo_cases
+    from autograder.samples import samples_for
     flags = ["--settings", settings.to_json()] if settings is not None else []
-    name = _pick(assignment)
-    if name is None:
-        print(f"bench: no assignment with a bank of sample submissions"
-              + (f" named {assignment}" if assignment else ""), file=sys.stderr)
+    found = _pick(assignment)
+    if found is None:
+        print("bench: no assignment with sample submissions" + (f" named {assignment}" if assignment else ""),
+              file=sys.stderr)
         return 2
-    cases, why = load_demo_cases(name)
-    if cases is None:
+    name = found.name
+    samples, why = samples_for(found)
+    if not samples:
         print(f"bench: {why}", file=sys.stderr)
         return 2
     n = max(8, n)
@@ -81,9 +87,8 @@ def main(assignment: str | None = None, n: int = 8, out: Path | None = None, set
         single = out / "single"
         single.mkdir(exist_ok=True)
         built = {}
-        for kind, case in cases.items():
-            nb = case.build()
-            data = bytes(nb) if isinstance(nb, (bytes, bytearray)) else nbformat.writes(nb).encode()
+        for kind, sample in samples.items():
+            data = nbformat.writes(sample.build()).encode()
             (single / f"{kind}.ipynb").write_bytes(data)
             built[kind] = data
 

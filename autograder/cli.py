@@ -6,6 +6,7 @@
     bundle [--out dlcourse-student.zip]                the student bundle (course/ without caches)
     demo                                               release, grade sample submissions, show grades
     bench [assignment]                                 how long grading takes, 1 vs 2 workers
+    gradescope <assignment> [--out FILE.zip]           a Gradescope autograder zip for the assignment
 
 Exit status: 0 when the command did its job (a broken submission still gets a grade, so grading
 it is a success); 2 when it could not run (unknown assignment, missing file), with one line on
@@ -14,7 +15,6 @@ stderr saying why.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -93,12 +93,10 @@ def _grade_one(args, path: Path) -> int:
     _die_with_parent()
     assignment = _assignment(args.assignment, args.root)
     settings = _settings(args)
-    from autograder.runner import grade_notebook
-    details: dict = {}
+    from autograder.runner import grade_submission
     _limit_own_memory(settings.limits.grader_memory_mb)
     try:
-        result = grade_notebook(assignment, path, limits=settings.limits, executed_path=args.executed,
-                                details=details)
+        result = grade_submission(assignment, path, limits=settings.limits, executed_path=args.executed)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     except MemoryError:
@@ -112,15 +110,18 @@ def _grade_one(args, path: Path) -> int:
         print(f"autograder: grading failed: {type(e).__name__}: {first} "
               f"(AUTOGRADER_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
-    if details.get("timings"):
-        # Extra key (allowed by the contract): where the time went, for `autograder bench`.
-        result["timing"] = details["timings"]
+    if not os.environ.get("AUTOGRADER_PARENT_PID"):
+        # Run by hand: faults that are not the student's go to the instructor's terminal. Under a
+        # batch they travel in the JSON's instructor notes (and the batch prints and logs them).
+        for fault in result.faults:
+            label = "WARNING" if fault.kind == "isolation" else "grader fault"
+            print(f"autograder: {label}: {fault.line()}", file=sys.stderr)
     if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.write(result.to_json() + "\n")
     else:
         from autograder import feedback
         titles = _titles(assignment)
-        sys.stdout.write(feedback.render_markdown(result, cell_titles=titles))
+        sys.stdout.write(feedback.render_markdown(result.student_view(), cell_titles=titles))
     return 0
 
 
@@ -154,6 +155,11 @@ def _grade_directory(args, path: Path) -> int:
     from autograder.batch import suite_tests
     assignment = _assignment(args.assignment, args.root)
     settings = _settings(args)
+    from autograder import exporters
+    try:
+        exporters.select(args.export)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if not Path(assignment.release_notebook).is_file():
         raise UsageError(f"release notebook {assignment.release_notebook} is missing "
                          f"(run `python -m autograder release {assignment.name}`)")
@@ -163,11 +169,12 @@ def _grade_directory(args, path: Path) -> int:
     try:
         report = batch.grade_directory(assignment, path, out=out, settings=settings, force=args.force,
                                        course_dir=course_dir, root=args.root,
-                                       progress=not args.no_progress, placeholder_tests=suite_tests)
+                                       progress=not args.no_progress, placeholder_tests=suite_tests,
+                                       exports=args.export)
     except batch.LayoutError as e:
         raise UsageError(str(e)) from None
     print(batch.summary(report))
-    return 1 if report.gradebook_errors else 0
+    return 1 if report.export_errors else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,13 +216,25 @@ def cmd_demo(args) -> int:
     settings = _settings(args)
     if args.setting_run_size is None:
         settings = settings.replace(run_size="tiny")     # the demo's notebooks run smoke-sized demonstrations
-    return demo.main(out=Path(args.out), settings=settings, release=not args.no_release)
+    return demo.main(out=Path(args.out), settings=settings, release=not args.no_release,
+                     root=Path(args.root) if args.root else None)
 
 
 def cmd_bench(args) -> int:
     from autograder import bench
     settings = _settings(args)
     return bench.main(args.assignment, n=args.n, out=Path(args.out) if args.out else None, settings=settings)
+
+
+def cmd_gradescope(args) -> int:
+    from autograder import gradescope
+    assignment = _assignment(args.assignment, args.root)
+    settings = _settings(args)
+    out = Path(args.out or f"{assignment.name}-gradescope.zip")
+    path, names = gradescope.build(assignment, out, settings=settings)
+    print(f"wrote {path} ({len(names)} files, {path.stat().st_size / 1024:.0f} KiB): upload it as the "
+          f"assignment's autograder on Gradescope (Configure Autograder > Zip file upload)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder: nbgrader course folder for gradebook.db and autograded/ (default: the "
                         "folder holding submitted/ when grading nbgrader's layout, else none)")
     g.add_argument("--no-progress", action="store_true", help="folder: no progress bar")
+    from autograder import exporters
+    g.add_argument("--export", action="append", metavar="FORMAT",
+                   help=f"folder: output format(s), repeat or comma-separate (default: all of "
+                        f"{', '.join(exporters.names())})")
     add_settings_arguments(g)
     g.set_defaults(func=cmd_grade)
 
@@ -251,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bundle)
 
     d = sub.add_parser("demo", help="release, grade sample submissions of every assignment, show grades")
-    d.add_argument("--out", default=str(REPO / "demo-output"))
+    d.add_argument("--out", default="demo-output", help="where the demo writes (default: ./demo-output)")
     d.add_argument("--no-release", action="store_true", help="use course/ as it is")
+    d.add_argument("--root", metavar="DIR", help="the course root (default: this repository)")
     add_settings_arguments(d)
     d.set_defaults(setting_workers=2)
     d.set_defaults(func=cmd_demo)
@@ -263,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--out", help="keep the bench's files here (default: a temporary folder)")
     add_settings_arguments(be)
     be.set_defaults(func=cmd_bench)
+
+    gs = sub.add_parser("gradescope", help="write a Gradescope autograder zip (setup.sh, run_autograder, suite, release)")
+    gs.add_argument("assignment", help="assignment name, e.g. 01_convolution")
+    gs.add_argument("--out", metavar="FILE", help="default: <assignment>-gradescope.zip")
+    gs.add_argument("--root", metavar="DIR", help="where the assignment lives (default: this repository)")
+    add_settings_arguments(gs, batch=False)
+    gs.set_defaults(func=cmd_gradescope)
     return p
 
 

@@ -1,69 +1,42 @@
 """`python -m autograder demo`: the whole instructor workflow on sample submissions, in one command.
 
 1. Release: course/<a>/ from solutions/<a>/ (nbgrader generate_assignment), checked for leaks.
-2. Hand-ins: for every assignment with a bank (tests/bank/b<a>.py), four students hand in the
-   bank's DEMO cases: alice-correct (the reference solution), bob-mistakes (typical errors),
+2. Hand-ins: for every assignment, four students hand in the package's sample submissions
+   (autograder/samples.py): alice-correct (the reference solution), bob-mistakes (typical errors),
    carol-blank (the release untouched) and dave-cheat (tries to fool the grader). They are written
    as nbgrader's layout: demo-output/submitted/<student>/<assignment>/<assignment>.ipynb.
-3. Grading: the batch grader per assignment (results, feedback and the nbgrader gradebook
-   demo-output/gradebook.db, whose autograded/ notebooks formgrader can open).
-4. A table of the grades and where to find the feedback.
+3. Grading: the batch grader per assignment, with run size "tiny" (results, feedback and the
+   nbgrader gradebook demo-output/gradebook.db, whose autograded/ notebooks formgrader can open).
+4. A table of the grades, every grader fault (instructors only), and where the feedback is.
 
-Assignments without a bank yet are skipped (and named). Running the demo again re-grades only
-what changed.
+The samples are package data, so an installed package runs the demo on a course root (`--root`);
+nothing is imported from tests/. Running the demo again re-grades only what changed.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nbformat
 
+from autograder.samples import ROLES, STUDENTS, Sample, samples_for
+
 REPO = Path(__file__).resolve().parent.parent
-STUDENTS = {"correct": "alice-correct", "mistakes": "bob-mistakes", "blank": "carol-blank",
-            "cheat": "dave-cheat"}
 
 
-def _bank_tools():
-    """tests/bank/common.py (the banks live with the tests; the demo reuses them)."""
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    from bank import common
-    return common
+def write_submissions(assignment: str, samples: dict[str, Sample], submitted: Path) -> dict[str, str]:
+    """Write each sample as submitted/<student>/<assignment>/<assignment>.ipynb.
 
-
-def load_demo_cases(assignment: str) -> tuple[dict | None, str]:
-    """(kind -> Case for the DEMO entries, "") or (None, why this assignment has no demo)."""
-    common = _bank_tools()
-    bank_file = REPO / "tests" / "bank" / f"b{assignment}.py"
-    if not bank_file.is_file():
-        return None, f"no bank yet (tests/bank/b{assignment}.py)"
-    try:
-        module = common.load_bank(assignment)
-        common.validate_bank(module)
-    except Exception as e:  # noqa: BLE001 - a broken bank skips its assignment, the demo goes on
-        return None, f"bank tests/bank/b{assignment}.py does not load: {type(e).__name__}: {e}"
-    cases = {c.name: c for c in module.CASES}
-    return {kind: cases[name] for kind, name in module.DEMO.items() if kind in STUDENTS}, ""
-
-
-def write_submissions(assignment: str, cases: dict, submitted: Path) -> dict[str, str]:
-    """Write each demo case as submitted/<student>/<assignment>/<assignment>.ipynb.
-
-    Returns student -> the case's note. A notebook is rewritten only when its content changed, so
+    Returns student -> the sample's note. A notebook is rewritten only when its content changed, so
     the batch grader's "unchanged, keep the grade" applies on a second run.
     """
     notes = {}
-    for kind, case in cases.items():
-        student = STUDENTS[kind]
-        path = submitted / student / assignment / f"{assignment}.ipynb"
+    for sample in samples.values():
+        path = submitted / sample.student / assignment / f"{assignment}.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)
-        built = case.build()
-        data = bytes(built) if isinstance(built, (bytes, bytearray)) else nbformat.writes(built).encode()
+        data = nbformat.writes(sample.build()).encode()
         if not path.is_file() or path.read_bytes() != data:
             path.write_bytes(data)
-        notes[student] = case.note or kind
+        notes[sample.student] = sample.note
     return notes
 
 
@@ -72,30 +45,27 @@ def _short(text: str, n: int = 100) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def note_for(result: dict) -> str:
+def note_for(result) -> str:
     """What went wrong for this student, in a few words.
 
     The grader's reason when it produced no grade; else the first failed hidden test (what the
     feedback leads with); else the first notebook-level error; else "all tests passed".
     """
-    if result.get("status") in ("grader-failed", "missing") and result.get("errors"):
-        return _short(result["errors"][0])
-    failed = [t for t in result.get("tests", []) if not t.get("passed")]
+    if result.status in ("grader-failed", "missing", "refused") and result.errors:
+        return _short(result.errors[0])
+    failed = [t for t in result.tests if not t.passed]
     if failed:
-        return _short(f"{len(failed)} test(s) failed, e.g. {failed[0]['name']}: {failed[0].get('message', '')}")
-    if result.get("errors"):
-        return _short(result["errors"][0])
+        return _short(f"{len(failed)} test(s) failed, e.g. {failed[0].name}: {failed[0].message}")
+    if result.errors:
+        return _short(result.errors[0])
     return "all tests passed"
-
-
-ROLES = {"correct": "hands in the reference solution", "mistakes": "makes typical mistakes",
-         "blank": "hands in the release unchanged", "cheat": "tries to fool the grader"}
 
 
 def table(results: dict[str, dict[str, dict]], assignments: list[str]) -> str:
     """A plain-text gradebook: student, score/max per assignment, notes (what the student did).
 
-    results: assignment -> student -> result. A score the grader could not produce is marked "!".
+    results: assignment -> student -> GradeResult. A score the grader could not produce, or one with a
+    grader fault (printed below the table), is marked "!".
     """
     roles = {student: ROLES[kind] for kind, student in STUDENTS.items()}
     students = sorted({s for per in results.values() for s in per})
@@ -105,8 +75,8 @@ def table(results: dict[str, dict[str, dict]], assignments: list[str]) -> str:
         cells = []
         for a in assignments:
             r = results.get(a, {}).get(s)
-            mark = " !" if r and r.get("status") == "grader-failed" else ""
-            cells.append(f"{float(r['score']):g}/{float(r['max_score']):g}{mark}" if r else "-")
+            mark = " !" if r and (r.status == "grader-failed" or r.faults) else ""
+            cells.append(f"{r.score:g}/{r.max_score:g}{mark}" if r else "-")
         rows.append([s, *cells, roles.get(s, "")])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
@@ -124,54 +94,68 @@ def details(results: dict[str, dict[str, dict]], notes: dict[str, dict[str, str]
     return "\n".join(lines)
 
 
-def main(out: Path, settings=None, release: bool = True) -> int:
-    """settings: autograder.settings.Settings (default: 2 workers, run size "tiny")."""
+def faults(results: dict[str, dict]) -> str:
+    """Every fault that is not a student's (what only the instructor sees), or a line saying there was none."""
+    lines = [f"  {a} / {s}: {f.line()}" for a, per in results.items() for s in sorted(per) for f in per[s].faults]
+    if not lines:
+        return "grader faults (instructors only): none"
+    return "\n".join(["grader faults (instructors only; tracebacks in grades/<assignment>/logs/):", *lines])
+
+
+def main(out: Path, settings=None, release: bool = True, root: Path | None = None) -> int:
+    """settings: autograder.settings.Settings (default: 2 workers, run size "tiny"); root: the course
+    root (solutions/, course/, autograder/suites/; default: this repository)."""
     from autograder import batch
+    from autograder import release as rel
+    from autograder.assignments import find_assignment
     from autograder.settings import Settings
     if settings is None:
         settings = Settings(workers=2).replace(run_size="tiny")
-    from autograder import release as rel
-    from autograder.assignments import find_assignment
     out = Path(out)
-    names = rel.source_assignments(REPO)
+    root = Path(root) if root is not None else REPO
+    names = rel.source_assignments(root)
     if not names:
-        print("demo: no assignments in solutions/ yet")
+        print(f"demo: no assignments in {root / 'solutions'} yet")
         return 1
     if release:
         for name in names:
-            rel.generate(name, REPO)
-            found = rel.leaks(name, REPO)
+            rel.generate(name, root)
+            found = rel.leaks(name, root)
             print(f"released {name} -> course/{name}/" + (f"  LEAKS: {found}" if found else ""))
             if found:
                 return 1
-    results: dict[str, dict[str, dict]] = {}
+    results: dict[str, dict] = {}
     notes: dict[str, dict[str, str]] = {}
     graded = []
     for name in names:
         try:
-            assignment = find_assignment(name)
+            assignment = find_assignment(name, root=root)
         except (LookupError, FileNotFoundError) as e:
             print(f"skipping {name}: {e}")
             continue
-        cases, why = load_demo_cases(name)
-        if cases is None:
+        samples, why = samples_for(assignment)
+        if not samples:
             print(f"skipping {name}: {why}")
             continue
-        notes[name] = write_submissions(name, cases, out / "submitted")
-        print(f"grading {name}: {', '.join(STUDENTS[k] for k in cases)}", flush=True)
+        if why:
+            print(f"{name}: {why}")
+        notes[name] = write_submissions(name, samples, out / "submitted")
+        print(f"grading {name}: {', '.join(s.student for s in samples.values())}", flush=True)
         report = batch.grade_directory(assignment, out / "submitted", out=out / "grades" / name,
-                                       settings=settings, course_dir=out,
+                                       settings=settings, course_dir=out, root=root,
                                        placeholder_tests=batch.suite_tests)
         print(batch.summary(report))
         results[name] = {s: r for s, r in report.results.items() if s in STUDENTS.values()}
         graded.append(name)
     if not graded:
-        print("demo: no assignment has a bank of sample submissions yet")
+        print("demo: no assignment could be demonstrated")
         return 1
     print()
     print(table(results, graded))
     print()
     print(details(results, notes))
+    print()
+    print(faults(results))
     print()
     for name in graded:
         print(f"{name}: feedback {out / 'grades' / name / 'feedback'}/<student>.html (and .md), "

@@ -1,10 +1,12 @@
 """Feedback for one student: what each hidden test checked, the points it gave, and why.
 
-Input is the grader's result (the JSON of `python -m autograder grade ... --json`):
+Input is the grade result (autograder/result.py: a GradeResult, or its JSON as printed by
+`python -m autograder grade ... --json`, validated on the way in):
 
     {"assignment", "score", "max_score", "errors": [str],
      "tests": [{"name", "points", "max_points", "passed", "message", "cell"?, "description"?,
-                "mistake"?}]}
+                "mistake"?}],
+     "instructor": {...}}      # never shown here: the instructor's notes are dropped first
 
 Output is an HTML page (`render_html`) and the same content as Markdown (`render_markdown`):
 the total at the top, then the notebook-level errors, then one section per exercise (the
@@ -15,8 +17,10 @@ name, points and message.
 
 What feedback never shows: the hidden test's source or its expected values. Only the test's name,
 its docstring (written for students) and the runner's student-facing message are used, and the
-runner's messages never contain expected values (engine contract, SPEC.md). Everything that comes
-from the student (their id, messages that quote their traceback) is escaped in HTML.
+runner's messages never contain expected values (the result contract, autograder/result.py). The
+result's instructor notes (grader faults, tracebacks of the hidden suite, isolation mode, tampering
+findings) are removed before anything is rendered. Everything that comes from the student (their
+id, messages that quote their traceback) is escaped in HTML.
 """
 from __future__ import annotations
 
@@ -105,7 +109,18 @@ class Section:
         return sum(c.max_points for c in self.checks)
 
 
-def sections(result: dict, cell_titles: dict[str, str] | None = None) -> list[Section]:
+def student_view(result) -> dict:
+    """The result as students may see it, as a dict: validated against the contract, without the
+    instructor's notes and timings (a GradeResult or its JSON dict)."""
+    from autograder.result import GradeResult
+    if not isinstance(result, GradeResult):
+        result = GradeResult.from_dict(result)
+    view = result.student_view().to_dict()
+    view.pop("instructor", None)
+    return view
+
+
+def sections(result, cell_titles: dict[str, str] | None = None) -> list[Section]:
     """Group the result's tests by exercise.
 
     Inputs:
@@ -115,6 +130,7 @@ def sections(result: dict, cell_titles: dict[str, str] | None = None) -> list[Se
     Returns: one Section per cell that has tests, in notebook order, then OTHER for tests without
     a cell.
     """
+    result = student_view(result)
     cell_titles = cell_titles or {}
     by_cell: dict[str | None, Section] = {}
     for test in result.get("tests", []):
@@ -240,9 +256,10 @@ _HTML = _ENV.from_string("""\
 """)
 
 
-def render_html(result: dict, *, student: str | None = None,
+def render_html(result, *, student: str | None = None,
                 cell_titles: dict[str, str] | None = None) -> str:
     """The feedback page as HTML (every value escaped; see the module docstring)."""
+    result = student_view(result)
     return _HTML.render(assignment=result.get("assignment", ""), student=student,
                         score=float(result.get("score", 0.0)),
                         max_score=float(result.get("max_score", 0.0)),
@@ -289,9 +306,10 @@ def _md_text(text: str) -> str:
     return "".join(out)
 
 
-def render_markdown(result: dict, *, student: str | None = None,
+def render_markdown(result, *, student: str | None = None,
                     cell_titles: dict[str, str] | None = None) -> str:
     """The same feedback as Markdown (for the terminal, an LMS comment box or a Git repository)."""
+    result = student_view(result)
     title = f"# Feedback: {_md_inline(result.get('assignment', ''))}"
     lines = [title, ""]
     if student:

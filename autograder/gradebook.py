@@ -89,12 +89,17 @@ def ensure_assignment(gb: Gradebook, assignment: str, notebook_id: str, release_
                                             checksum=meta.get("checksum"))
 
 
-def cell_scores(result: dict) -> dict[str, float]:
-    """grade_id -> points the result's hidden tests earned for that autograded test cell."""
+def cell_scores(result) -> dict[str, float]:
+    """grade_id -> points the result's hidden tests earned for that autograded test cell.
+
+    result: a GradeResult (autograder/result.py) or its JSON dict (validated)."""
+    from autograder.result import GradeResult
+    if not isinstance(result, GradeResult):
+        result = GradeResult.from_dict(result)
     scores: dict[str, float] = {}
-    for test in result.get("tests", []):
-        if test.get("cell"):
-            scores[test["cell"]] = scores.get(test["cell"], 0.0) + float(test.get("points", 0.0))
+    for test in result.tests:
+        if test.cell:
+            scores[test.cell] = scores.get(test.cell, 0.0) + float(test.points)
     return scores
 
 
@@ -118,7 +123,7 @@ def record(gb: Gradebook, assignment: str, student: str, result: dict, *, releas
 
     Inputs:
     - gb: an open nbgrader Gradebook; assignment: its name; student: the student id.
-    - result: the grader's JSON (tests carry "cell").
+    - result: the grade result (a GradeResult or its JSON dict; tests carry "cell").
     - release_nb: the release notebook; notebook_id: nbgrader's name for it (the file's stem).
     - answered_nb: the notebook as graded (executed or submitted), to see which hand-graded answers
       were left blank; None treats every hand-graded answer as given.

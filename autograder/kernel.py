@@ -148,6 +148,7 @@ class KernelSession:
         self.bootstrapped = self.guard_warm = False
         self.notebook_done = False         # after the notebook, the output channel is closed
         self.tampering: list[str] = []     # set by the runner: suspicious names in student code
+        self.tamper_events: list[str] = []  # guard tampering seen during calls (for the instructor)
         self.notes: list[str] = []         # student-facing notes from the call phase
         self.timings = {"kernel_start": [], "notebook": 0.0, "calls": 0, "call_seconds": 0.0}
         self._request_id = 0
@@ -538,6 +539,7 @@ class KernelSession:
             ops = ", ".join(sorted({f"{op} ({group})" for op, group in found}))
             raise ForbiddenCall(f"{label} used a forbidden operation: {_short(ops, 300)}")
         if status == "tampered":
+            self.tamper_events.append(f"{label}: {_short(result.get('reason', ''))}")
             raise ForbiddenCall(f"{label}: the grading guard was disabled ({_short(result.get('reason', ''))})")
         if status == "error":
             type_name = _short(result.get("type", "Exception"), 100)

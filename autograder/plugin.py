@@ -9,8 +9,8 @@ points, max_points, passed, message, cell. Messages:
     (testing.Mistake), the record also has "mistake": that explanation (feedback groups by it)
   * a Student* failure (StudentError, StudentTimeout, ForbiddenCall, ...): "<docstring>: <message>"
   * a plain `assert`: "<docstring> — not passed"
-  * anything else (a bug in the suite or the grader): INTERNAL_ERROR; the traceback goes to the
-    instructor log (`instructor_log`), never to the student.
+  * anything else (a bug in the suite or the grader): INTERNAL_ERROR; a "suite-error" Fault with the
+    traceback goes to `faults` (the result's instructor notes), never to the student.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from autograder.proxy import Student, StudentFailure
+from autograder.result import Fault, TestResult
 from autograder.testing import GradeFailure
 
 INTERNAL_ERROR = "internal grader error in this test; your instructor has been told"
@@ -35,14 +36,13 @@ class TestRecord:
     message: str = "not run"
     mistake: str | None = None
 
+    def to_result(self) -> TestResult:
+        """The test as the result contract has it (autograder/result.py)."""
+        return TestResult(self.name, self.points, self.max_points, self.passed, self.message, self.cell,
+                          mistake=self.mistake)
+
     def as_json(self) -> dict:
-        entry = {"name": self.name, "points": self.points, "max_points": self.max_points,
-                 "passed": self.passed, "message": self.message}
-        if self.cell:
-            entry["cell"] = self.cell
-        if self.mistake:
-            entry["mistake"] = self.mistake
-        return entry
+        return self.to_result().to_dict()
 
 
 def _doc(item) -> str:
@@ -59,7 +59,12 @@ class GradingPlugin:
         self.not_graded = not_graded
         self.records: dict[str, TestRecord] = {}
         self.collect_errors: list[str] = []
-        self.instructor_log: list[str] = []
+        self.faults: list[Fault] = []          # for the instructor only (the result's instructor notes)
+
+    @property
+    def instructor_log(self) -> list[str]:
+        """The faults as text (message, then the traceback)."""
+        return [f"{f.message}\n{f.detail}".rstrip() for f in self.faults]
 
     # ---- configuration and fixtures ---------------------------------------------------------
     def pytest_configure(self, config):
@@ -84,7 +89,7 @@ class GradingPlugin:
         for item in items:
             mark = item.get_closest_marker("points")
             if mark is None or not mark.args:
-                self._instructor(f"{item.nodeid} has no @points(...); counted as 1 point")
+                self._instructor(f"{item.nodeid} has no @points(...); counted as 1 point", item)
                 max_points, cell = 1.0, None
             else:
                 max_points, cell = float(mark.args[0]), mark.kwargs.get("cell")
@@ -115,7 +120,7 @@ class GradingPlugin:
             record.passed, record.points = False, 0.0
             record.message = self._message(item, call, record)
         elif report.failed:                       # teardown: the suite's problem, not the student's
-            self._instructor(f"{item.nodeid} failed in teardown:\n{report.longreprtext}")
+            self._instructor(f"{item.nodeid} failed in teardown", item, report.longreprtext)
         elif report.skipped and report.when in ("setup", "call"):
             record.passed, record.points, record.message = False, 0.0, "this test was skipped"
 
@@ -132,8 +137,11 @@ class GradingPlugin:
         if isinstance(exc, AssertionError):
             return f"{record.doc} — not passed"
         text = call.excinfo.getrepr(style="long", chain=True) if call.excinfo is not None else "(no traceback)"
-        self._instructor(f"internal error in {item.nodeid}:\n{text}")
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else "no exception"
+        self._instructor(f"internal error in {item.nodeid}: {what}", item, str(text))
         return INTERNAL_ERROR
 
-    def _instructor(self, text: str) -> None:
-        self.instructor_log.append(text)       # the runner logs these once pytest has finished
+    def _instructor(self, message: str, item=None, detail: str = "") -> None:
+        """Record a fault of the suite or the grader (never the student's) for the instructor."""
+        first = (message.strip().splitlines() or [""])[0][:500]
+        self.faults.append(Fault("suite-error", first, getattr(item, "name", None), str(detail)[-20000:]))

@@ -1,6 +1,7 @@
-"""Grade one submitted notebook: `grade_notebook(assignment, notebook_path) -> dict`.
+"""Grade one submitted notebook: `grade_submission(assignment, notebook_path) -> GradeResult`.
 
-    result = grade_notebook("01_convolution", "alice.ipynb", executed_path="alice.executed.ipynb")
+    result = grade_submission("01_convolution", "alice.ipynb", executed_path="alice.executed.ipynb")
+    grade_notebook(...)     # the same as a JSON-ready dict (result.to_dict())
 
 1. read the submission and merge it with the release (notebook.py); an unusable submission scores
    0 with the reason in `errors` and every test listed as failed, without starting a kernel;
@@ -8,10 +9,11 @@
 3. run the hidden suite with pytest in THIS process (plugin.py): the suite reaches the notebook's
    objects only through the `student` proxy; pytest's own output never reaches stdout.
 
-The result is the engine contract's JSON object:
-{"assignment", "score", "max_score", "tests": [{"name", "points", "max_points", "passed", "message",
-"cell"?}], "errors": [str]}. Problems of the grader itself (unknown assignment, missing file, a
-suite that does not import, a kernel that cannot start) raise instead.
+The result is the contract of autograder/result.py (JSON Schema: autograder/schema/). Its
+instructor notes record the sandbox mode the kernel got (a warning fault when the kernel could read
+the hidden suites), hidden tests that crashed (with their tracebacks) and tampering findings.
+Problems of the grader itself (unknown assignment, missing file, a suite that does not import, a
+kernel that cannot start) raise instead.
 """
 from __future__ import annotations
 
@@ -31,23 +33,28 @@ from autograder.assignments import ROOT, Assignment, find_assignment
 from autograder.kernel import GraderError, KernelSession
 from autograder.notebook import SubmissionError, merge, read_notebook, scan_tampering
 from autograder.plugin import GradingPlugin
+from autograder.result import READABLE_SUITES, GradeResult, InstructorNotes
 from autograder.sandbox import Limits, Sandbox
 
-__all__ = ["grade_notebook", "Limits", "GraderError"]
+__all__ = ["grade_submission", "grade_notebook", "Limits", "GraderError", "READABLE_SUITES"]
 log = logging.getLogger("autograder")
-MAX_ERRORS = 50
 ASSIGNMENT_FILES_MB = 100
 
 
-def grade_notebook(assignment: Assignment | str, notebook_path, *, limits: Limits | None = None,
-                   executed_path=None, details: dict | None = None) -> dict:
+def grade_notebook(assignment: Assignment | str, notebook_path, **kwargs) -> dict:
+    """`grade_submission(...)` as the contract's JSON-ready dict."""
+    return grade_submission(assignment, notebook_path, **kwargs).to_dict()
+
+
+def grade_submission(assignment: Assignment | str, notebook_path, *, limits: Limits | None = None,
+                     executed_path=None, details: dict | None = None) -> GradeResult:
     """Grade `notebook_path` for `assignment` (an Assignment or its name).
 
     Inputs:
-      limits: Limits (time, memory, processes, output size...); defaults: Limits()
+      limits: Limits (time, memory, processes, output size, run size...); defaults: Limits()
       executed_path: where to write the executed, merged notebook (for formgrader and feedback)
-      details: a dict to receive figures for the instructor (isolation mode, timings, instructor log)
-    Returns the contract's JSON-ready dict. Raises for grader problems only.
+      details: a dict to receive figures for the instructor (isolation mode, tampering, timings)
+    Returns the GradeResult. Raises for grader problems only.
     """
     t0 = time.monotonic()
     if not isinstance(assignment, Assignment):
@@ -65,8 +72,9 @@ def grade_notebook(assignment: Assignment | str, notebook_path, *, limits: Limit
     except SubmissionError as e:
         plugin = GradingPlugin(None, not_graded=str(e))
         _run_suite(assignment.suite_dir, plugin, collect_only=True)
-        details.update(timings={"total": round(time.monotonic() - t0, 3)})
-        return _result(assignment, plugin, [str(e)])
+        timings = {"total": round(time.monotonic() - t0, 3)}
+        details.update(timings=timings)
+        return _result(assignment, plugin, [str(e)], InstructorNotes(), timings)
 
     errors += merged.notes
     hide = [ROOT, assignment.suite_dir, assignment.release_notebook.parent, assignment.source_notebook.parent,
@@ -88,27 +96,29 @@ def grade_notebook(assignment: Assignment | str, notebook_path, *, limits: Limit
             errors += session.notes
         finally:
             session.close()
-        details.update(
-            isolation=sandbox.mode,
-            tampering=session.tampering,
-            timings={**session.timings, "suite": round(suite_seconds, 3),
-                     "call_seconds": round(session.timings["call_seconds"], 3),
-                     "total": round(time.monotonic() - t0, 3)},
-            instructor_log=plugin.instructor_log)
-    return _result(assignment, plugin, errors)
+        notes = InstructorNotes(isolation=sandbox.mode)
+        tampering = list(session.tampering) + list(getattr(session, "tamper_events", []))
+        if sandbox.mode == "none":
+            notes.add("isolation", READABLE_SUITES)
+        if tampering:
+            notes.tampering = tampering
+            notes.add("tampering", "possible tampering with the grader: " + ", ".join(tampering[:10]))
+        timings = {**session.timings, "suite": round(suite_seconds, 3),
+                   "call_seconds": round(session.timings["call_seconds"], 3),
+                   "total": round(time.monotonic() - t0, 3)}
+        details.update(isolation=sandbox.mode, tampering=session.tampering, timings=timings,
+                       instructor_log=plugin.instructor_log)
+    return _result(assignment, plugin, errors, notes, timings)
 
 
-def _result(assignment: Assignment, plugin: GradingPlugin, errors: list[str]) -> dict:
-    for text in plugin.instructor_log:
-        log.error("%s: %s", assignment.name, text)
-    tests = [r.as_json() for r in plugin.records.values()]
-    if len(errors) > MAX_ERRORS:
-        errors = errors[:MAX_ERRORS] + [f"... and {len(errors) - MAX_ERRORS} more"]
-    return {"assignment": assignment.name,
-            "score": round(sum(t["points"] for t in tests), 6),
-            "max_score": round(sum(t["max_points"] for t in tests), 6),
-            "tests": tests,
-            "errors": [e if len(e) <= 1000 else e[:997] + "..." for e in errors]}
+def _result(assignment: Assignment, plugin: GradingPlugin, errors: list[str], notes: InstructorNotes,
+            timings: dict) -> GradeResult:
+    notes.faults = list(plugin.faults) + notes.faults
+    for fault in notes.faults:
+        log.info("%s: %s", assignment.name, fault.line())
+    result = GradeResult(assignment.name, [r.to_result() for r in plugin.records.values()], list(errors),
+                         notes, timing=timings)
+    return result.trimmed()
 
 
 def _run_suite(suite_dir: Path, plugin: GradingPlugin, collect_only: bool = False) -> None:

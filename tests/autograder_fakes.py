@@ -8,6 +8,7 @@ reads a directive from the submitted notebook's first cell and answers like the 
     FAKE garbage                         exit 0 but print no JSON
     FAKE error                           a result with a notebook-level error, score 0
     FAKE sleep=2.5                       sleep first (combine with the others)
+    FAKE warn                            write a line to stderr, then answer normally
 
 Each start and end is logged to $FAKE_GRADER_LOG ("start <stem> <time> <pid>"), so tests can count
 gradings and see whether they overlapped. The scores it gives are fixed by TESTS below, which is
@@ -50,6 +51,8 @@ m = re.search(r'FAKE ([^"\\]*)', text)
 words = dict((w.split("=", 1) + [""])[:2] for w in (m.group(1).split() if m else []))
 if "sleep" in words:
     time.sleep(float(words["sleep"]))
+if "warn" in words:
+    print("UserWarning: the fake grader warns on stderr", file=sys.stderr)
 if "crash" in words:
     note("end")
     print("Traceback (most recent call last):\nRuntimeError: the fake grader crashed", file=sys.stderr)

@@ -117,6 +117,21 @@ def test_batch_grades_everyone(clean_run):
 
 
 @pytest.mark.slow
+def test_stored_results_follow_the_published_schema(clean_run):
+    """Real output of the real grader, validated against autograder/schema/grade-result.schema.json."""
+    import jsonschema
+    from autograder.result import GradeResult, schema
+    _, out, _ = clean_run
+    validator = jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker())
+    stored = sorted(out.glob("*.json"))
+    assert [p.stem for p in stored] == sorted(EXPECTED)
+    for path in stored:
+        data = json.loads(path.read_text())
+        assert [e.message for e in validator.iter_errors(data)] == [], path.name
+        assert GradeResult.from_dict(data).score == EXPECTED[path.stem]
+
+
+@pytest.mark.slow
 def test_feedback_never_shows_the_suite(clean_run):
     _, out, _ = clean_run
     code = suite_code_lines()
@@ -198,19 +213,25 @@ def test_help_names_every_command():
         assert command in proc.stdout
 
 
-def test_demo_skips_an_assignment_without_a_bank_and_tables_the_rest():
+def test_demo_skips_an_assignment_without_samples_and_tables_the_rest(tmp_path):
     from autograder import demo
-    cases, why = demo.load_demo_cases("99_not_written_yet")
-    assert cases is None and "no bank yet" in why
-    ok = {"score": 7.0, "max_score": 7.0, "tests": [], "errors": [], "status": "graded"}
-    crashed = {"score": 0.0, "max_score": 7.0, "tests": [], "errors": ["the grader failed (exit status 1)"],
-               "status": "grader-failed"}
+    from autograder.assignments import Assignment
+    from autograder.result import GradeResult, TestResult
+    unwritten = Assignment.at("99_not_written_yet", tmp_path)
+    built, why = demo.samples_for(unwritten)
+    assert built == {} and "no release notebook" in why
+    ok = GradeResult("toy", [TestResult("t", 7.0, 7.0, True)], status="graded")
+    crashed = GradeResult("toy", [TestResult("t", 0.0, 7.0, False, "the grader failed (exit status 1)")],
+                          ["the grader failed (exit status 1)"], status="grader-failed")
     text = demo.table({"toy": {"alice-correct": ok, "dave-cheat": crashed}}, ["toy"])
     lines = text.splitlines()
     assert lines[0].split() == ["student", "toy", "notes"]
     assert lines[2].split()[:2] == ["alice-correct", "7/7"]
     assert lines[3].split()[:3] == ["dave-cheat", "0/7", "!"]          # no grade: marked, not a silent 0
     assert demo.note_for(crashed) == "the grader failed (exit status 1)"
+    crashed.instructor.add("suite-error", "internal error in test_t: KeyError: 'x'", test="t")
+    assert "dave-cheat: suite-error in t: internal error" in demo.faults({"toy": {"dave-cheat": crashed}})
+    assert demo.faults({"toy": {"alice-correct": ok}}).endswith("none")
 
 
 def test_gradebook_only_for_a_course_folder(tmp_path):

@@ -96,7 +96,7 @@ def test_regrading_updates_and_keeps_manual_grades(tmp_path):
     """A fresh gradebook (no generate_assignment): cells come from the release; a regrade
     overwrites auto scores and leaves a grader's manual score alone."""
     rel = fakes.release_notebook()
-    result = {"assignment": "toyfake", "score": 3.0, "max_score": 4.0, "errors": [],
+    result = {"assignment": "toyfake", "score": 3.0, "max_score": 3.0, "errors": [],
               "tests": [{"name": n, "cell": c, "points": p, "max_points": p, "passed": True, "message": ""}
                         for n, c, p in fakes.TESTS if n != "test_add_large"]}
     with nbg.open_gradebook(tmp_path) as gb:
@@ -109,7 +109,8 @@ def test_regrading_updates_and_keeps_manual_grades(tmp_path):
 
         gb.find_grade("test_mul", "toyfake", "toyfake", "ann").manual_score = 1.5     # formgrader
         gb.db.commit()
-        result["tests"][0]["points"] = 0.0                                           # add_small now fails
+        result["tests"][0].update(points=0.0, passed=False, message="wrong")         # add_small now fails
+        result["score"] = 2.0
         written = nbg.record(gb, "toyfake", "ann", result, release_nb=rel, notebook_id="toyfake", answered_nb=rel)
         assert written == {"test_add": 0.0, "test_mul": 2.0, "why": 0.0}
         mul = gb.find_grade("test_mul", "toyfake", "toyfake", "ann")
@@ -119,6 +120,9 @@ def test_regrading_updates_and_keeps_manual_grades(tmp_path):
 
 
 def test_cell_scores_sum_per_cell():
-    result = {"tests": [{"name": "a", "cell": "c1", "points": 1.0}, {"name": "b", "cell": "c1", "points": 0.5},
-                        {"name": "c", "cell": "c2", "points": 0.0}, {"name": "d", "points": 4.0}]}
+    def t(name, points, max_points, cell=None):
+        return {"name": name, "points": points, "max_points": max_points, "passed": points == max_points,
+                "message": "", **({"cell": cell} if cell else {})}
+    result = {"assignment": "a", "score": 5.5, "max_score": 8.0, "errors": [],
+              "tests": [t("a", 1.0, 1.0, "c1"), t("b", 0.5, 1.0, "c1"), t("c", 0.0, 2.0, "c2"), t("d", 4.0, 4.0)]}
     assert nbg.cell_scores(result) == {"c1": 1.5, "c2": 0.0}
