@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import math
 import re
 import subprocess
@@ -39,6 +38,8 @@ from typing import Callable, Union
 
 import nbformat
 from nbformat import NotebookNode
+
+from autograder.result import GradeResult
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -433,5 +434,6 @@ def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: fl
     results = {}
     for case in cases:
         path = out / f"{case.name}.json"
-        results[case.name] = json.loads(path.read_text()) if path.is_file() else None
+        # Read through the result contract (autograder/result.py): a malformed result fails here.
+        results[case.name] = GradeResult.read(path).to_dict() if path.is_file() else None
     return BankRun(results, proc.returncode, proc.stdout, proc.stderr, seconds, out, list(cases))
