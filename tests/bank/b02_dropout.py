@@ -2,11 +2,11 @@
 
 Every case is the release notebook with some answer cells replaced. Mistakes are small edits of
 the reference (`edit` fails loudly if the reference changes so that an edit no longer applies).
-Autograded test cells and their points: test_dropout 12, test_Dropout 5 (17 points; the written
-question q_scaling, 3 points, is graded by hand and not part of the suite).
+Autograded test cells and their points: test_dropout 12, test_Dropout 5, test_DropoutFunction 4 (21 points;
+the written question q_scaling, 3 points, is graded by hand and not part of the suite).
 
 Speed: the notebook's training experiment (section 5) is never graded, so cases that are about the
-exercises add one cell of their own after the set-up cell, `NUM_EPOCHS = 1` (`short_run`), which a
+exercises add one cell of their own after the set-up cell, `num_epochs = 1` (`short_run`), which a
 student could do just as well: the grader keeps a student's extra cells. The reference and the demo
 cases run the notebook exactly as released.
 """
@@ -19,7 +19,7 @@ from nbformat.v4 import new_code_cell
 from .common import Case, Lose, Named, append, edit, release, reference, submission
 
 ASSIGNMENT = "02_dropout"
-CELLS = ("test_dropout", "test_Dropout")
+CELLS = ("test_dropout", "test_Dropout", "test_DropoutFunction")
 
 
 ref = functools.partial(reference, ASSIGNMENT)   # ref(grade_id): the reference answer of one answer cell
@@ -31,9 +31,9 @@ def lose(*cells: str) -> Lose:
 
 
 def short_run(nb):
-    """Add the student's own cell `NUM_EPOCHS = 1` right after the set-up cell (the grade never depends on it)."""
-    setup = next(i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and "FULL_RUN =" in cell.source)
-    nb.cells.insert(setup + 1, new_code_cell("NUM_EPOCHS = 1   # a quick run: the experiment is not graded"))
+    """Add the student's own cell `num_epochs = 1` right after the set-up cell (the grade never depends on it)."""
+    setup = next(i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and "RUN_SIZE =" in cell.source)
+    nb.cells.insert(setup + 1, new_code_cell("num_epochs = 1   # a quick run: the experiment is not graded"))
     return nb
 
 
@@ -280,6 +280,94 @@ def dropout(x, p, training=True, generator=None):
 '''
 
 
+# =============================================================================================
+# DropoutFunction (exercise 3): alternatives, mistakes, cheats
+# =============================================================================================
+FUNCTION_BOOL_MASK = '''
+class DropoutFunction(torch.autograd.Function):
+    """A bool mask and p saved on ctx; Bernoulli draws."""
+
+    @staticmethod
+    def forward(ctx, x, p, generator=None):
+        if not 0 <= p <= 1:
+            raise ValueError(f"bad p={p}")
+        keep = torch.bernoulli(torch.full_like(x, 1 - p), generator=generator).bool()
+        ctx.save_for_backward(keep)
+        ctx.p = p
+        return torch.where(keep, x / (1 - p), torch.zeros_like(x)) if p < 1 else torch.zeros_like(x)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (keep,) = ctx.saved_tensors
+        if ctx.p == 1:
+            return torch.zeros_like(grad_out), None, None
+        return grad_out * keep / (1 - ctx.p), None, None
+'''
+
+FUNCTION_CALLS_DROPOUT = '''
+class DropoutFunction(torch.autograd.Function):
+    """The mask from my own dropout() applied to ones: 0 or 1 / (1 - p), exactly the scale."""
+
+    @staticmethod
+    def forward(ctx, x, p, generator=None):
+        scale = dropout(torch.ones_like(x), p, True, generator)
+        ctx.save_for_backward(scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out * ctx.saved_tensors[0], None, None
+'''
+
+
+def function_no_scale():
+    # The backward pass multiplies by the 0/1 mask only.
+    return edit(ref("DropoutFunction"), "return grad_out * scale, None, None",
+                "return grad_out * (scale != 0), None, None")
+
+
+def function_redraws():
+    # The backward pass draws its mask again from the same generator (the next numbers: another mask).
+    source = edit(ref("DropoutFunction"), "ctx.save_for_backward(scale)",
+                  "ctx.save_for_backward(scale)\n        ctx.p, ctx.generator = p, generator")
+    return edit(source, "(scale,) = ctx.saved_tensors",
+                "(scale,) = ctx.saved_tensors\n"
+                "        if 0 < ctx.p < 1:\n"
+                "            u = torch.rand(grad_out.shape, generator=ctx.generator, device=grad_out.device,\n"
+                "                           dtype=grad_out.dtype)\n"
+                "            scale = (u >= ctx.p).to(grad_out.dtype) / (1.0 - ctx.p)")
+
+
+def function_one_gradient():
+    # backward returns the gradient for x only, not one value per input of forward.
+    return edit(ref("DropoutFunction"), "return grad_out * scale, None, None", "return grad_out * scale")
+
+
+FUNCTION_F_DROPOUT = '''
+class DropoutFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, p, generator=None):
+        scale = torch.nn.functional.dropout(torch.ones_like(x), p, True)
+        ctx.save_for_backward(scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out * ctx.saved_tensors[0], None, None
+'''
+
+FUNCTION_DOES_NOTHING = '''
+class DropoutFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, p, generator=None):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return grad_out, None, None
+'''
+
+
 CASES = [
     Case("reference", "correct", sub(short=False), "full", "the solution notebook's own answers, full experiment"),
     Case("alt_bernoulli_own_layer", "alternative",
@@ -287,9 +375,12 @@ CASES = [
          "mask from torch.bernoulli(full_like(x, 1 - p)), the mask scaled (not the output); a layer with its "
          "own code (same draw) and its own check of p"),
     Case("alt_inplace_bernoulli_where", "alternative",
-         sub(dropout=lambda: with_dropout_body(DROPOUT_WHERE), Dropout=LAYER_CALLS_FUNCTION), "full",
+         sub(dropout=lambda: with_dropout_body(DROPOUT_WHERE), Dropout=LAYER_CALLS_FUNCTION,
+             DropoutFunction=FUNCTION_CALLS_DROPOUT), "full",
          "empty_like(x).bernoulli_(1 - p) as a bool mask and torch.where; a layer that only calls dropout() "
-         "(p checked on the first forward pass)"),
+         "(p checked on the first forward pass); a Function whose mask is dropout() of ones"),
+    Case("alt_function_bool_mask", "alternative", sub(DropoutFunction=FUNCTION_BOOL_MASK), "full",
+         "a Function that saves a bool mask and keeps p on ctx"),
     # --- honest mistakes, one per notebook: all but the layer ones are in dropout()
     Case("mistake_no_rescale", "mistake", sub(dropout=no_rescale), lose("dropout"),
          "survivors not multiplied by 1 / (1 - p): the mean shrinks by (1 - p)",
@@ -336,15 +427,27 @@ CASES = [
          "p outside [0, 1] accepted by dropout() (this layer checks p itself); a layer that reads its own flag "
          "set by overriding eval(): .train() and nn.Sequential(...).eval() never reach it",
          names=(Named("test_dropout", "ValueError"), Named("test_Dropout", "its own train/eval flag"))),
-    Case("demo_mistakes", "mistake", sub(short=False, dropout=no_rescale, Dropout=layer_ignores_eval),
-         Lose(("test_dropout", "test_Dropout")),
-         "for the demo: dropout without 1/(1-p) and a layer that ignores eval()",
-         names=(Named("test_dropout", "not rescaled"), Named("test_Dropout", "self.training"))),
+    Case("mistake_function_no_scale", "mistake", sub(DropoutFunction=function_no_scale), lose("DropoutFunction"),
+         "the backward pass multiplies by the 0/1 mask, without 1 / (1 - p)",
+         names=Named("test_DropoutFunction", "without the 1 / (1 - p)")),
+    Case("mistake_function_one_gradient", "mistake", sub(DropoutFunction=function_one_gradient),
+         lose("DropoutFunction"), "backward returns only the gradient for x, not (grad_x, None, None)",
+         names=Named("test_DropoutFunction", "one value per input of forward")),
+    Case("demo_mistakes", "mistake",
+         sub(short=False, dropout=no_rescale, Dropout=layer_ignores_eval, DropoutFunction=function_redraws),
+         Lose(("test_dropout", "test_Dropout", "test_DropoutFunction")),
+         "for the demo: dropout without 1/(1-p), a layer that ignores eval(), a backward pass that draws a new mask",
+         names=(Named("test_dropout", "not rescaled"), Named("test_Dropout", "self.training"),
+                Named("test_DropoutFunction", "draws a new mask"))),
     # --- cheats: PyTorch's own dropout, however it is reached, and a tensor that claims to be right
     Case("demo_cheat", "cheat", sub(short=False, dropout=DROPOUT_F), Lose(("test_dropout", "test_Dropout")),
          "F.dropout inside dropout() (the reference layer calls it, so the layer loses too)"),
     Case("cheat_modules", "cheat", sub(dropout=DROPOUT_MODULE_CHEAT, Dropout=LAYER_SUBCLASS_CHEAT),
          Lose(("test_dropout", "test_Dropout")), "nn.Dropout inside dropout(); Dropout as a subclass of nn.Dropout"),
+    Case("cheat_function_f_dropout", "cheat", sub(DropoutFunction=FUNCTION_F_DROPOUT), lose("DropoutFunction"),
+         "F.dropout of ones as the Function's mask"),
+    Case("do_nothing_function", "cheat", sub(DropoutFunction=FUNCTION_DOES_NOTHING), 17.0,
+         "a Function that returns x and passes grad_out through: 0 of its 4 points, full marks elsewhere"),
     Case("cheat_aten", "cheat", sub(dropout=DROPOUT_ATEN), Lose(("test_dropout", "test_Dropout")),
          "torch.ops.aten.native_dropout reached through getattr and a built-up name"),
     Case("cheat_tensor_subclass", "cheat", sub(dropout=DROPOUT_SUBCLASS_CHEAT), Lose(("test_dropout", "test_Dropout")),
