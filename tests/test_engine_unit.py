@@ -309,6 +309,26 @@ def test_plugin_records_points_and_student_safe_messages(tmp_path):
     assert all("SECRET" not in r.message for r in records.values())
 
 
+def test_plugin_records_the_named_mistake(tmp_path):
+    (tmp_path / "test_m.py").write_text(textwrap.dedent('''
+        from autograder.testing import Mistake, assert_equal, check, points
+
+        @points(1, cell="test_a")
+        def test_named(student):
+            assert_equal(student.f(2), 5, "f(2)", mistakes=[Mistake(4, "you doubled x (section 1)")])
+
+        @points(1, cell="test_a")
+        def test_unnamed(student):
+            check(student.f(2) == 5, "f(2) is wrong")
+    '''))
+    plugin = GradingPlugin(FakeSession())
+    _run_suite(tmp_path, plugin)
+    records = {r.name: r.as_json() for r in plugin.records.values()}
+    assert records["test_named"]["message"] == "f(2): you doubled x (section 1)"
+    assert records["test_named"]["mistake"] == "you doubled x (section 1)"
+    assert "mistake" not in records["test_unnamed"]
+
+
 def test_plugin_collects_without_running_for_broken_submissions(tmp_path):
     (tmp_path / "test_s.py").write_text(textwrap.dedent(SUITE))
     plugin = GradingPlugin(None, not_graded="the submitted file is empty")
