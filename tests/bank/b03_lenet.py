@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from bank.common import Case, Lose, edit, release, reference, submission
+from bank.common import Case, Lose, Named, edit, release, reference, submission
 
 ASSIGNMENT = "03_lenet"
 
@@ -240,27 +240,35 @@ CASES = [
          "forward returns log_softmax: accepted, cross-entropy of log-softmax outputs equals that of the logits"),
 
     Case("mistake_kernel3", "mistake", with_setup(SHRINK, LeNet5=KERNEL3), Lose([NET], keep=[SHAPES]),
-         "3x3 kernels instead of 5x5 (flattening adjusted so that forward runs)"),
+         "3x3 kernels instead of 5x5 (flattening adjusted so that forward runs)",
+         names=Named(NET, "5x5 kernels")),
     Case("mistake_channels8", "mistake", with_setup(SHRINK, LeNet5=CHANNELS8), Lose([NET], keep=[SHAPES]),
-         "C1 with 8 feature maps instead of 6"),
+         "C1 with 8 feature maps instead of 6", names=Named(NET, "6 feature maps")),
     Case("mistake_fc100", "mistake", with_setup(SHRINK, LeNet5=FC100), Lose([NET], keep=[SHAPES]),
-         "C5 with 100 units instead of 120"),
+         "C5 with 100 units instead of 120", names=Named(NET, "120 units")),
     Case("mistake_no_activation", "mistake", with_net(NO_ACT_MAX), Lose([NET], keep=[SHAPES]),
-         "no ReLU anywhere; max pooling is the only non-linearity (caught by the shift test)"),
+         "no ReLU anywhere; max pooling is the only non-linearity (caught by the shift test)",
+         names=Named(NET, "no activation")),
     Case("mistake_no_activation_avg", "mistake", with_setup(SHRINK, LeNet5=NO_ACT_AVG), Lose([NET], keep=[SHAPES]),
-         "no ReLU and average pooling: the network is affine (caught by f(a+b) = f(a) + f(b) - f(0))"),
+         "no ReLU and average pooling: the network is affine (caught by f(a+b) = f(a) + f(b) - f(0))",
+         names=Named(NET, "no activation")),
     Case("mistake_flatten", "mistake", with_net(FLATTEN), Lose([NET, TRAIN], keep=[SHAPES]),
-         "C5 expects 16*4*4 inputs: forward fails on 32x32 images, so nothing trains"),
+         "C5 expects 16*4*4 inputs: forward fails on 32x32 images, so nothing trains",
+         names=Named(NET, "flattened S4")),
     Case("mistake_output_shape", "mistake", with_setup(SHRINK, LeNet5=NO_OUTPUT), Lose([NET, TRAIN], keep=[SHAPES]),
-         "the output layer is missing: forward returns (N, 84)"),
+         "the output layer is missing: forward returns (N, 84)", names=Named(NET, "output layer is missing")),
     Case("mistake_softmax", "mistake", with_net(SOFTMAX), Lose([NET], keep=[SHAPES]),
-         "softmax in forward before nn.CrossEntropyLoss"),
+         "softmax in forward before nn.CrossEntropyLoss",
+         names=Named(NET, "probabilities", "softmax")),
     Case("mistake_shapes_ceil", "mistake", with_setup(SHRINK, lenet_output_shapes=SHAPES_CEIL),
-         Lose([SHAPES], keep=[NET]), "pooling sizes rounded up: right for 32x32, wrong for odd sizes"),
+         Lose([SHAPES], keep=[NET]), "pooling sizes rounded up: right for 32x32, wrong for odd sizes",
+         names=Named(SHAPES, "round up")),
     Case("mistake_sgd_does_not_train", "mistake", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_SGD),
-         Lose([TRAIN], keep=[SHAPES, NET]), "plain SGD at Adam's learning rate: the network barely learns in 10 epochs"),
+         Lose([TRAIN], keep=[SHAPES, NET]), "plain SGD at Adam's learning rate: the network barely learns in 10 epochs",
+         names=Named(TRAIN, "plain SGD")),
     Case("mistake_trains_a_copy", "mistake", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_COPY),
-         Lose([TRAIN], keep=[SHAPES, NET]), "train_lenet trains a new LeNet5, so `net` stays untrained"),
+         Lose([TRAIN], keep=[SHAPES, NET]), "train_lenet trains a new LeNet5, so `net` stays untrained",
+         names=Named(TRAIN, "network it is given")),
 
     Case("cheat_bench_alias", "cheat", with_setup(SHRINK, LeNet5=BENCH_ALIAS), Lose([NET, TRAIN], keep=[SHAPES]),
          "LeNet5 is dlcourse.bench.lenet: not the student's own class"),

@@ -33,14 +33,27 @@ Penalised (1 point): the contract is "return logits", and softmax followed by nn
 applies softmax twice, which squashes the gradients (the loss cannot go below log(1 + 9/e) ~ 1.46
 and learning slows). A final log_softmax is accepted: log_softmax(log_softmax(z)) = log_softmax(z),
 so cross-entropy, its gradients and the argmax are exactly those of the logits z.
+
+Known mistakes
+--------------
+Named from what the grader measures itself: the parameter shapes (a kernel size other than 5x5,
+other channel or unit counts, a first linear layer that does not read 16 * 5 * 5 = 400 inputs, the
+output layer missing), the output (F6's 84 numbers, probabilities), the two linearity identities
+(no activation), the layer shapes of the table computed with ceil-mode or padded layers, the
+weights train_lenet leaves (untouched: it trained another network), and its first update compared
+with one step of Adam and of plain SGD computed here on the same weights and batch.
+
+The measured exam accuracy is shown with what it means. The threshold (85%) is stated in the
+notebook, so showing it leaks nothing; the exam's images and labels are never shown.
 """
 import math
 from collections import Counter
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from autograder.testing import RemoteRef, check, fail, points
+from autograder.testing import RemoteRef, StudentError, check, fail, named, points
 
 ACCURACY_THRESHOLD = 0.85       # stated in the notebook; valid variants reach 93-97% on the exam (16 seeded runs)
 NUM_CLASSES = 10
@@ -57,6 +70,33 @@ READY_MADE = ("dlcourse.bench", "torchvision.models")
 
 def randn(*shape, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------ known mistakes
+KERNEL_SIZE = ("your convolutions C1 and C3 do not use 5x5 kernels: LeNet-5's table has 6 and then 16 kernels of "
+               "5x5 (nn.Conv2d(1, 6, kernel_size=5), nn.Conv2d(6, 16, kernel_size=5)) (section 2)")
+C1_CHANNELS = "C1 does not have 6 feature maps: LeNet-5's first convolution is nn.Conv2d(1, 6, 5) (section 2)"
+C3_CHANNELS = "C3 does not have 16 feature maps: LeNet-5's second convolution is nn.Conv2d(6, 16, 5) (section 2)"
+FLATTEN_SIZE = ("the first fully connected layer (C5) does not read the flattened S4 output: for a 32x32 image S4 "
+                "gives 16 feature maps of 5x5, so C5 is nn.Linear(16 * 5 * 5, 120); lenet_output_shapes computes it "
+                "(sections 2 and 3)")
+C5_UNITS = "C5 does not have 120 units: LeNet-5's fully connected part is 400 -> 120 -> 84 -> 10 (section 2)"
+F6_UNITS = "F6 does not have 84 units: LeNet-5's fully connected part is 400 -> 120 -> 84 -> 10 (section 2)"
+NO_OUTPUT = ("the output layer is missing: your network returns F6's 84 numbers; add nn.Linear(84, 10), one logit "
+             "per class (section 3)")
+NO_ACTIVATION = ("your network has no activation function (no ReLU or tanh after C1, C3, C5 and F6): without one, "
+                 "the stack of layers is a linear map (max pooling alone adds almost nothing) (section 3)")
+SOFTMAX = ("your forward returns probabilities (softmax): return the logits; nn.CrossEntropyLoss applies "
+           "(log-)softmax itself, and applying it twice flattens the gradients (section 3)")
+POOL_CEIL = ("your pooling sizes round UP for odd sizes: a 2x2 pooling with stride 2 drops a last row or column that "
+             "does not fill a window, H_out = floor((H_in - 2) / 2) + 1 (section 2)")
+CONV_PADDED = ("your convolution sizes keep the input size, as if C1 and C3 were padded: LeNet-5's 5x5 convolutions "
+               "have no padding, H_out = H_in - 5 + 1 (section 2)")
+TRAINS_ANOTHER = ("train_lenet leaves the weights of the network it is given unchanged: it must train the `net` "
+                  "argument itself, not a new LeNet5() or a copy, or `net` stays untrained (section 5)")
+PLAIN_SGD = ("train_lenet's update equals one step of plain SGD, not Adam: at Adam's learning rate SGD moves the "
+             "weights far too little and the network barely learns; use torch.optim.Adam(net.parameters(), lr=lr) "
+             "(section 5)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -81,10 +121,17 @@ def new_net(student):
 
 def forward(net, X, what):
     """The network's output on X (called in the student's kernel), checked to be an (N, 10) finite tensor."""
-    Y = net.method("__call__", timeout=60, forbid_calls=READY_MADE)(X)
+    try:
+        Y = net.method("__call__", timeout=60, forbid_calls=READY_MADE)(X)
+    except StudentError as e:
+        if "shapes cannot be multiplied" in str(e.error_message):
+            named(f"{what}: forward failed ({e.type_name}: {str(e.error_message)[:200]})", FLATTEN_SIZE)
+        raise
     if not isinstance(Y, torch.Tensor):
         kind = Y.type_name if isinstance(Y, RemoteRef) else type(Y).__name__
         fail(f"{what}: forward returned a {kind}, expected a torch.Tensor")
+    if tuple(Y.shape) == (len(X), 84):
+        named(f"{what}: wrong output shape: got {tuple(Y.shape)}", NO_OUTPUT)
     check(tuple(Y.shape) == (len(X), NUM_CLASSES), f"{what}: wrong output shape: got {tuple(Y.shape)}")
     check(bool(torch.isfinite(Y).all()), f"{what}: the output is not finite (NaN or inf)")
     return Y.detach().double()
@@ -94,11 +141,46 @@ def param_shapes(state):
     return Counter(tuple(t.shape) for t in state.values() if isinstance(t, torch.Tensor))
 
 
+def shape_mistake(shapes: Counter) -> str | None:
+    """Which layer of the table a wrong set of parameter shapes gets wrong (None if it is not recognised)."""
+    convs = [s for s in shapes if len(s) == 4]
+    linears = [s for s in shapes if len(s) == 2]
+    c1 = [s for s in convs if s[1] == 1]
+    c3 = [s for s in convs if c1 and s[1] == c1[0][0]]
+    if any(s[2:] != (5, 5) for s in c1 + c3):
+        return KERNEL_SIZE
+    if c1 and c1[0][0] != 6:
+        return C1_CHANNELS
+    if c3 and c3[0][0] != 16:
+        return C3_CHANNELS
+    c5_conv = [s for s in convs if c3 and s[1] == c3[0][0]]
+    if c5_conv:
+        c5_units = c5_conv[0][0]
+    else:
+        fed_by_convs = [s for s in linears if not any(t[0] == s[1] for t in linears)]   # reads the flattened S4
+        if len(fed_by_convs) != 1:
+            return None
+        if fed_by_convs[0][1] != 16 * 5 * 5:
+            return FLATTEN_SIZE
+        c5_units = fed_by_convs[0][0]
+    if c5_units != 120:
+        return C5_UNITS
+    f6 = [s for s in linears if s[1] == c5_units]
+    if f6 and f6[0][0] != 84:
+        return F6_UNITS
+    if not any(s[0] == NUM_CLASSES for s in linears) and any(s[0] == 84 for s in linears):
+        return NO_OUTPUT
+    return None
+
+
 def check_lenet_shapes(state, what):
     """The parameter shapes must be LeNet-5's (as a multiset); the message names only what was found."""
     shapes = param_shapes(state)
     if shapes in LENET_SHAPES:
         return
+    mistake = shape_mistake(shapes)
+    if mistake:
+        named(f"{what}: its parameters do not match the layer table", mistake)
     unexpected = sorted({s for s in shapes if s not in ALL_SHAPES})
     if unexpected:
         shown = ", ".join(str(s) for s in unexpected[:6])
@@ -147,16 +229,14 @@ def test_not_linear(student):
     fa, fb, fab, f0 = (f(a, "LeNet5 on random images"), f(b, "LeNet5 on random images"),
                        f(a + b, "LeNet5 on random images"), f(zero, "LeNet5 on blank images"))
     affine = relative(fab - fa - fb + f0, fa, fb)
-    check(affine > 1e-3, "LeNet5 is a linear (affine) function of its input: f(a + b) = f(a) + f(b) - f(0). "
-                         "Without a non-linearity (ReLU or tanh after C1, C3, C5 and F6) the whole network "
-                         "collapses into one linear map.")
+    check(affine > 1e-3, "LeNet5 is a linear (affine) function of its input: f(a + b) = f(a) + f(b) - f(0): "
+                         + NO_ACTIVATION, mistake=NO_ACTIVATION)
     x1, x2, c = randn(8, 1, 32, 32, seed=6), randn(8, 1, 32, 32, seed=7), 2.0
     d1 = f(x1 + c, "LeNet5 on brightened images") - f(x1, "LeNet5 on random images")
     d2 = f(x2 + c, "LeNet5 on brightened images") - f(x2, "LeNet5 on random images")
     shift = relative(d1 - d2, d1, d2)
-    check(shift > 1e-3, "LeNet5 has no activation function: its only non-linearity is the pooling, so "
-                        "brightening every pixel changes the output by the same amount for every image. "
-                        "Apply ReLU (or tanh) after C1, C3, C5 and F6.")
+    check(shift > 1e-3, "LeNet5: brightening every pixel changes the output by the same amount for every image, so "
+                        "its only non-linearity is the pooling: " + NO_ACTIVATION, mistake=NO_ACTIVATION)
 
 
 @points(1, cell="test_LeNet5")
@@ -166,19 +246,20 @@ def test_returns_logits(student):
     Y = forward(net, 3 * randn(16, 1, 32, 32, seed=8), "LeNet5 on random images")
     probabilities = bool(((Y >= 0) & (Y <= 1)).all()) and torch.allclose(
         Y.sum(1), torch.ones(len(Y), dtype=Y.dtype), atol=1e-4)
-    check(not probabilities, "LeNet5's outputs are probabilities (every row is in [0, 1] and sums to 1): "
-                             "forward must return the logits, without softmax. nn.CrossEntropyLoss applies "
-                             "(log-)softmax itself; applying it twice flattens the gradients.")
+    check(not probabilities, "LeNet5's outputs are probabilities (every row is in [0, 1] and sums to 1): " + SOFTMAX,
+          mistake=SOFTMAX)
 
 
 # ------------------------------------------------------------------ lenet_output_shapes (2 points)
-def reference_shapes(input_shape):
-    """Each layer's output shape, from PyTorch's own layers on the meta device (no computation)."""
+def reference_shapes(input_shape, ceil_mode=False, padding=0):
+    """Each layer's output shape, from PyTorch's own layers on the meta device (no computation).
+
+    ceil_mode=True / padding=2: the shapes of the known mistakes (pooling rounding up, padded convolutions)."""
     N, C, H, W = input_shape
     X = torch.empty(N, C, H, W, device="meta")
     shapes = []
-    for layer in [nn.Conv2d(1, 6, 5, device="meta"), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5, device="meta"),
-                  nn.MaxPool2d(2)]:
+    for layer in [nn.Conv2d(1, 6, 5, padding=padding, device="meta"), nn.MaxPool2d(2, ceil_mode=ceil_mode),
+                  nn.Conv2d(6, 16, 5, padding=padding, device="meta"), nn.MaxPool2d(2, ceil_mode=ceil_mode)]:
         X = layer(X)
         shapes.append(tuple(X.shape))
     return shapes + [(N, 120), (N, 84), (N, 10)]
@@ -194,11 +275,21 @@ def check_shapes(student, input_shape):
         kind = got.type_name if isinstance(got, RemoteRef) else type(got).__name__
         fail(f"{what}: expected a list of 7 shapes, got a {kind}")
     check(len(got) == len(LAYERS), f"{what}: expected a list of 7 shapes (C1 to the output), got {len(got)}")
-    for layer, shape, expected in zip(LAYERS, got, reference_shapes(input_shape)):
+    for layer, shape in zip(LAYERS, got):
         ok_type = isinstance(shape, (list, tuple)) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in shape)
         check(ok_type, f"{what}: the shape of {layer} should be a tuple of ints, got {shape!r:.80}")
-        check(tuple(shape) == expected, f"{what}: wrong shape for {layer}: got {tuple(shape)}")
+    got = [tuple(shape) for shape in got]
+    expected = reference_shapes(input_shape)
+    wrong = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), None)
+    if wrong is None:
+        return
+    message = f"{what}: wrong shape for {LAYERS[wrong]}: got {got[wrong]}"
+    for mistake, explain in [(reference_shapes(input_shape, ceil_mode=True), POOL_CEIL),
+                             (reference_shapes(input_shape, padding=2), CONV_PADDED)]:
+        if got == mistake:
+            named(message, explain)
+    fail(message)
 
 
 @points(1, cell="test_lenet_output_shapes")
@@ -252,10 +343,21 @@ def test_exam_accuracy(student):
     X, y = exam_set(student)
     logits = torch.cat([forward(net, X_part, "`net` on the exam digits") for X_part in X.split(128)])
     acc = float((logits.argmax(dim=1) == y).double().mean())
-    check(acc >= ACCURACY_THRESHOLD,
-          f"your trained `net` classifies {acc:.1%} of the grader's exam digits correctly; at least "
-          f"{ACCURACY_THRESHOLD:.0%} is needed. Does the training cell run to the end with the default run size, "
-          f"and does train_lenet train the network it is given?")
+    if acc >= ACCURACY_THRESHOLD:
+        return
+    what = (f"your trained `net` classifies {acc:.1%} of the grader's exam digits correctly (at least "
+            f"{ACCURACY_THRESHOLD:.0%} is needed)")
+    if acc <= 2 / NUM_CLASSES:
+        meaning = f"that is about chance level ({1 / NUM_CLASSES:.0%} for 10 classes): `net` has not learned at all"
+        question = ("Does the training cell run to the end with the default run size, and does train_lenet train "
+                    "the network it is given?")
+    else:
+        meaning = "`net` learned something, but far less than LeNet-5 does on these digits"
+        question = "Too few epochs, or an optimizer or learning rate that learns too slowly?"
+    diagnosis = train_lenet_mistake(student)
+    if diagnosis:
+        named(f"{what}; {meaning}", diagnosis)
+    fail(f"{what}; {meaning}. {question}")
 
 
 def toy_problem(num_batches, seed):
@@ -281,6 +383,48 @@ def small_net(student):
     return torch_nn.method("Sequential")(torch_nn.method("Flatten")(), torch_nn.method("Linear")(1024, NUM_CLASSES))
 
 
+def one_step(state, X, y, lr, optimizer):
+    """The weights of Flatten + Linear(1024, 10) from `state` after one step of `optimizer` on (X, y)."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(1024, NUM_CLASSES)).double()
+    net.load_state_dict({k: v.double() for k, v in state.items()})
+    opt = optimizer(net.parameters(), lr=lr)
+    F.cross_entropy(net(X.double()), y).backward()
+    opt.step()
+    return {k: v.detach() for k, v in net.state_dict().items()}
+
+
+def train_lenet_mistake(student):
+    """Why train_lenet does not train, from one epoch of one batch on a small network (None: not recognised).
+
+    The grader replays that epoch itself from the same weights: one step of Adam and one of plain SGD."""
+    try:
+        train = student.function("train_lenet", timeout=120)
+        net = small_net(student)
+        before = net.state_dict()
+        X, y = toy_problem(1, seed=11)[0]
+        train(net, [(X, y)], [(X, y)], 1, 1e-3)
+        after = net.state_dict()
+    except Exception:           # anything the student's code does here only loses the diagnosis
+        return None
+    shapes = {"1.weight": (NUM_CLASSES, 1024), "1.bias": (NUM_CLASSES,)}
+    for state in (before, after):
+        if not (isinstance(state, dict) and state.keys() == shapes.keys()
+                and all(isinstance(state[k], torch.Tensor) and tuple(state[k].shape) == shapes[k]
+                        and state[k].is_floating_point() and bool(torch.isfinite(state[k]).all()) for k in shapes)):
+            return None
+    if all(torch.equal(before[k], after[k]) for k in before):
+        return TRAINS_ANOTHER
+
+    def same_update(expected):        # the student's change of every weight is the replayed one, up to 5 %
+        moved = torch.cat([(after[k].double() - before[k].double()).flatten() for k in expected])
+        step = torch.cat([(expected[k] - before[k].double()).flatten() for k in expected])
+        return float((moved - step).norm()) <= 0.05 * float(step.norm()) + 1e-12
+    if (not same_update(one_step(before, X, y, 1e-3, torch.optim.Adam))
+            and same_update(one_step(before, X, y, 1e-3, torch.optim.SGD))):
+        return PLAIN_SGD
+    return None
+
+
 @points(1, cell="test_train_lenet")
 def test_train_lenet_uses_its_arguments(student):
     """train_lenet trains the network it is given, for num_epochs epochs at learning rate lr, on the data it is given, and returns fit's History"""
@@ -301,7 +445,7 @@ def test_train_lenet_uses_its_arguments(student):
           "train_lenet's history has no validation accuracy for every epoch: pass val_iter to dl.fit")
     after = net.state_dict()
     check(any(not torch.equal(before[k], after[k]) for k in before),
-          "train_lenet did not change the weights of the network it was given")
+          f"train_lenet(net, ...) on a small network: {TRAINS_ANOTHER}", mistake=TRAINS_ANOTHER)
     check(all(math.isfinite(v) for v in losses) and losses[-1] < losses[0],
           "train_lenet on an easy problem: the training loss did not go down over 3 epochs")
 
