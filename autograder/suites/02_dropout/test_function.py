@@ -66,9 +66,9 @@ RESCALE_BY_P = ("the elements you keep are x / p: the factor is 1 / (1 - p), one
                 "element (section 1)")
 P_IS_KEEP = ("you use p as the probability of keeping an element (you drop a fraction 1 - p and scale by 1 / p): "
              "here, as in PyTorch, p is the probability of DROPPING one; the original paper's p is the keep "
-             "probability (sections 1 and 3)")
+             "probability (sections 1 and 4)")
 ACTIVE_AT_INFERENCE = ("your dropout still drops elements when called with training=False: at inference it must "
-                       "return x unchanged, no mask and no scaling (section 3)")
+                       "return x unchanged, no mask and no scaling (section 4)")
 NAN_AT_P_ONE = ("with p = 1 you divide by 1 - p = 0 (0 / 0 gives NaN): when every element is dropped, return zeros "
                 "without rescaling (section 1)")
 NO_VALUE_ERROR = "you accept a p outside [0, 1]: raise ValueError when p is not a probability (section 1)"

@@ -29,7 +29,7 @@ LAYER_IGNORES_EVAL = ("your layer drops in evaluation mode although your dropout
                       "forward must pass self.training (set by .train() and .eval()) as dropout's training argument, "
                       "not training=True (section 2)")
 INHERITS_TRAINING = ("your layer drops in evaluation mode because your dropout ignores training=False (exercise 1): "
-                     "fix dropout, and the layer follows (section 3)")
+                     "fix dropout, and the layer follows (section 4)")
 OWN_FLAG = ("your layer keeps its own train/eval flag (set in an overridden eval()): .train() and a network's "
             "net.eval() (which calls train(False) on every submodule, never your eval()) do not reach it; read "
             "self.training in forward instead (section 2)")
