@@ -459,6 +459,22 @@ def conv_matrix(kernel, input_shape):
     return F.conv2d(basis, kernel[None, None]).reshape(H * W, -1).T
 '''
 
+LIBRARY_ANSWERS = {
+    "receptive_field": '''
+def receptive_field(layers):
+    return dl.receptive_field(list(layers))
+''',
+    "conv_params": '''
+def conv_params(kernel_size, in_channels, out_channels, bias=True):
+    return dl.count_parameters(nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias))
+''',
+    "conv_output_size": '''
+def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
+    x, w = torch.zeros(1, 1, size, 1), torch.zeros(1, 1, kernel_size, 1)
+    return F.conv2d(x, w, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1)).shape[2]
+''',
+}
+
 BACKWARD_DOES_NOTHING = '''
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0):
     return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros(weight.shape[0], dtype=x.dtype)
@@ -564,6 +580,10 @@ CASES = [
     Case("cheat_backward_engine_and_matrix", "cheat",
          sub(conv2d_backward=BACKWARD_ENGINE, conv_matrix=MATRIX_F_CONV2D_ONE_HOT), lose("conv2d_backward", "conv_matrix"),
          "the autograd engine called directly; conv_matrix by F.conv2d on one-hot images (the grader's oracle)"),
+    Case("cheat_library_answers", "cheat", sub(**LIBRARY_ANSWERS),
+         lose("receptive_field", "conv_params", "conv_output_size"),
+         "dl.receptive_field, dl.count_parameters of an nn.Conv2d, and the size of an F.conv2d output: the library "
+         "and torch answering the exercises"),
     Case("cheat_backward_aten", "cheat", sub(conv2d_backward=BACKWARD_ATEN), lose("conv2d_backward"),
          "torch.ops.aten.convolution_backward: the library's own backward pass"),
     Case("cheat_backward_transpose", "cheat", sub(conv2d_backward=BACKWARD_TRANSPOSE), lose("conv2d_backward"),
@@ -572,15 +592,14 @@ CASES = [
          lose("conv2d_naive", "im2col", "conv2d_im2col"),
          "nn.Conv2d and nn.Unfold (conv2d_im2col calls the forbidden im2col)"),
     # A notebook that touches the torch internals the forbidden-op guard relies on (__torch_function__,
-    # dispatch modes) gets no points for ANY guarded function (conv2d_naive, conv_matrix, im2col, conv2d_im2col,
-    # conv2d_backward).
+    # dispatch modes) gets no points for ANY guarded function: in 01 every exercise has rules (forbidden ops or
+    # forbidden library calls), so every cell.
     Case("cheat_always_equal", "cheat",
          sub(conv2d_naive=NAIVE_ALWAYS_EQUAL, conv_output_size=SIZE_ALWAYS_EQUAL, receptive_field=RF_ALWAYS_EQUAL),
-         lose("conv2d_naive", "conv_output_size", "receptive_field", "im2col", "conv2d_im2col", "conv_matrix",
-              "conv2d_backward"),
+         lose(*(c[len("test_"):] for c in CELLS)),
          "a tensor subclass, an int subclass and an object that claim to equal anything"),
     Case("cheat_escape_dispatch_mode", "cheat", sub(conv2d_naive=NAIVE_ESCAPE_DISPATCH),
-         lose("conv2d_naive", "im2col", "conv2d_im2col", "conv_matrix", "conv2d_backward"), "switches off torch's dispatch modes around F.conv2d"),
+         lose(*(c[len("test_"):] for c in CELLS)), "switches off torch's dispatch modes around F.conv2d"),
     Case("cheat_patch_torch", "cheat", sub(conv2d_naive=NAIVE_PATCH_TORCH), lose("conv2d_naive"),
          "a wrong answer plus torch.allclose/equal/F.conv2d patched in the kernel"),
     Case("cheat_steal_reference", "cheat",

@@ -69,12 +69,26 @@ def torch_params(kernel_size, in_channels, out_channels, bias):
     return sum(p.numel() for p in layer.parameters())
 
 
+# The library's anatomy functions (dl.receptive_field, dl.count_parameters, ...) answer these exercises, and
+# so do a layer built to be counted and a convolution run to be measured: all forbidden while the student's
+# function runs (the docstrings say "counted without building one", "without running a convolution").
+LIBRARY = ("dlcourse.anatomy",)
+
+
+def output_size(student):
+    return student.function("conv_output_size", timeout=10, forbid=("convolution",), forbid_calls=LIBRARY)
+
+
+def params(student):
+    return student.function("conv_params", timeout=10, forbid_calls=LIBRARY + ("torch.nn.Conv2d",))
+
+
 # ------------------------------------------------------------------ conv_output_size (2 points)
 @points(1, cell="test_conv_output_size")
 def test_output_size_even(student):
     """conv_output_size with paddings and strides that divide the input evenly"""
     for size, k, s, p in [(28, 5, 1, 0), (32, 3, 1, 1), (32, 4, 2, 1), (9, 3, 3, 0), (6, 1, 1, 0)]:
-        got = as_int(student.conv_output_size(size, k, stride=s, padding=p),
+        got = as_int(output_size(student)(size, k, stride=s, padding=p),
                      f"conv_output_size({size}, {k}, stride={s}, padding={p})")
         assert_equal(got, torch_output_size(size, k, s, p, 1),
                      f"conv_output_size({size}, {k}, stride={s}, padding={p})",
@@ -87,7 +101,7 @@ def test_output_size_uneven_and_dilation(student):
     for size, k, s, p, d in [(8, 3, 2, 0, 1), (11, 3, 3, 1, 1), (224, 7, 2, 3, 1), (10, 3, 1, 2, 2),
                              (15, 3, 2, 0, 3), (18, 3, 4, 2, 2), (13, 2, 5, 0, 1)]:
         what = f"conv_output_size({size}, {k}, stride={s}, padding={p}, dilation={d})"
-        got = as_int(student.conv_output_size(size, k, stride=s, padding=p, dilation=d), what)
+        got = as_int(output_size(student)(size, k, stride=s, padding=p, dilation=d), what)
         assert_equal(got, torch_output_size(size, k, s, p, d), what, mistakes=size_mistakes(size, k, s, p, d))
 
 
@@ -98,7 +112,7 @@ def test_params_square_kernels(student):
     for k, c_in, c_out, bias in [(3, 1, 1, True), (3, 64, 128, True), (5, 3, 16, False), (1, 256, 64, False),
                                  (7, 3, 64, True)]:
         what = f"conv_params({k}, {c_in}, {c_out}, bias={bias})"
-        got = as_int(student.conv_params(k, c_in, c_out, bias=bias), what)
+        got = as_int(params(student)(k, c_in, c_out, bias=bias), what)
         assert_equal(got, torch_params(k, c_in, c_out, bias), what, mistakes=params_mistakes(k, c_in, c_out, bias))
 
 
@@ -107,9 +121,9 @@ def test_params_rectangular_kernels(student):
     """conv_params for non-square kernels given as a (kH, kW) pair, and the default bias"""
     for k, c_in, c_out, bias in [((3, 5), 4, 8, True), ((1, 7), 16, 2, False), ((2, 3), 3, 5, False)]:
         what = f"conv_params({k}, {c_in}, {c_out}, bias={bias})"
-        got = as_int(student.conv_params(k, c_in, c_out, bias=bias), what)
+        got = as_int(params(student)(k, c_in, c_out, bias=bias), what)
         assert_equal(got, torch_params(k, c_in, c_out, bias), what, mistakes=params_mistakes(k, c_in, c_out, bias))
-    got = as_int(student.conv_params((3, 3), 2, 4), "conv_params((3, 3), 2, 4) with the default bias")
+    got = as_int(params(student)((3, 3), 2, 4), "conv_params((3, 3), 2, 4) with the default bias")
     assert_equal(got, torch_params(3, 2, 4, True), "conv_params((3, 3), 2, 4) with the default bias",
                  mistakes=params_mistakes((3, 3), 2, 4, True))
 
@@ -128,7 +142,7 @@ def gradient_receptive_field(layers, size):
 
 def rf(student, layers, name=None):
     what = f"receptive_field of {name}" if name else f"receptive_field({layers})"
-    receptive_field = student.function("receptive_field", timeout=10)
+    receptive_field = student.function("receptive_field", timeout=10, forbid=("convolution",), forbid_calls=LIBRARY)
     return as_int(receptive_field([tuple(layer) for layer in layers]), what), what
 
 
