@@ -168,18 +168,14 @@ def append(source: str, code: str) -> str:
 class Lose:
     """The case must lose points in each of `cells` and keep full points in each of `keep`.
 
-    Cells are the grade_ids of autograded test cells (the `cell` of the suite's tests). `says`: text
-    that the messages of the failed tests must contain (each string in at least one message), so that
-    a bank can pin that the suite NAMES the mistake (its Mistake explanation), not only that it costs.
+    Cells are the grade_ids of autograded test cells (the `cell` of the suite's tests).
     """
     cells: tuple[str, ...]
     keep: tuple[str, ...] = ()
-    says: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "cells", tuple([self.cells] if isinstance(self.cells, str) else self.cells))
         object.__setattr__(self, "keep", tuple([self.keep] if isinstance(self.keep, str) else self.keep))
-        object.__setattr__(self, "says", tuple([self.says] if isinstance(self.says, str) else self.says))
         if not self.cells:
             raise ValueError("Lose needs at least one cell that must lose points")
         both = set(self.cells) & set(self.keep)
@@ -187,10 +183,10 @@ class Lose:
             raise ValueError(f"cells both lost and kept: {sorted(both)}")
 
     @classmethod
-    def only(cls, cells, among, says=()) -> "Lose":
+    def only(cls, cells, among) -> "Lose":
         """Lose points in `cells`, keep full points in every other cell of `among`."""
         cells = tuple([cells] if isinstance(cells, str) else cells)
-        return cls(cells, keep=tuple(c for c in among if c not in cells), says=says)
+        return cls(cells, keep=tuple(c for c in among if c not in cells))
 
 
 Expect = Union[str, float, Lose]
@@ -327,10 +323,6 @@ def problems(case: Case, result: dict | None) -> list[str]:
             elif not _close(*cells[cell]):
                 out.append(f"{case.name}: expected full points in {cell!r}, got {cells[cell]}\n"
                            f"{_failed(result, cell)}")
-        messages = [t.get("message", "") for t in result.get("tests", []) if not t.get("passed")]
-        for text in expect.says:
-            if not any(text in m for m in messages):
-                out.append(f"{case.name}: no failed test's message says {text!r}\n{_failed(result)}")
     else:
         if not _close(score, float(expect)):
             out.append(f"{case.name}: expected score {expect}, got {score}/{max_score}\n{_failed(result)}")

@@ -31,13 +31,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from autograder.testing import (Mistake, RemoteRef, StudentError, assert_close, assert_equal, check, fail,
+from autograder.testing import (Mistake, RemoteRef, StudentError, assert_close, assert_equal, check, fail, named,
                                 points)
 
 CELL, MACS_CELL = "test_Inception", "test_inception_macs"
 BRANCHES = ("1x1", "3x3", "5x5", "pool")
-# Names an Inception written by the student has no reason to use: other people's finished modules.
-FOREIGN = {"torchvision", "models", "googlenet", "hub", "timm"}
+# Finished modules and counters the student's code must not call (enforced while it runs).
+READY_MADE = ("torchvision.models",)
+COUNTERS = ("dlcourse.count_macs", "dlcourse.count_flops", "dlcourse.layer_table", "dlcourse.summary",
+            "torch.utils.flop_counter")
 
 # Columns (in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj) whose twelve parameter
 # tensors all have different shapes, so that weights can be matched to layers by shape alone.
@@ -109,31 +111,15 @@ def randn(*shape, seed):
 # ------------------------------------------------------------------------------------------
 # The student's module
 # ------------------------------------------------------------------------------------------
-def code_names(student, name, method):
-    """Global and attribute names used by `name.method`'s code (empty if it cannot be read)."""
-    try:
-        code = student.get(name).attr(method).attr("__code__")
-        names = code.attr("co_names") if isinstance(code, RemoteRef) else ()
-    except Exception:               # a method without Python code (inherited from C), ...
-        return set()
-    if not isinstance(names, tuple):
-        return set()
-    return {part for n in names if isinstance(n, str) for part in n.split(".")}
-
-
 def new_module(student, cfg):
     """Inception(*cfg) built in the student's kernel: an instance of the notebook's own class."""
     what = f"Inception{tuple(cfg)}"
-    module = student.function("Inception", timeout=30)(*cfg)
+    module = student.function("Inception", timeout=30, forbid_calls=READY_MADE)(*cfg)
     if not isinstance(module, RemoteRef):
         fail(f"{what} returned a {type(module).__name__}: Inception must be an nn.Module subclass")
     check(module.type_name == "Inception",
           f"{what} is an object of type {module.type_name}: it must be an instance of the Inception class "
           f"defined in your notebook (class Inception(nn.Module)), not a finished module from a library")
-    foreign = sorted((code_names(student, "Inception", "__init__") | code_names(student, "Inception", "forward"))
-                     & FOREIGN)
-    check(not foreign, f"Inception uses {', '.join(foreign)}: build the branches yourself instead of using a "
-                       f"finished module")
     return module, what
 
 
@@ -141,16 +127,16 @@ def explain_error(e: StudentError, what: str):
     """A forward that failed: say why in the notebook's terms when the cause is the usual one."""
     text = f"{e.type_name}: {e.error_message}"
     if "Sizes of tensors must match" in text or "Expected size" in text:
-        fail(f"{what}: the branches' outputs could not be concatenated ({text[:200]}). Every branch must keep "
-             f"the input's height and width: padding 1 for the 3x3 convolution and for the 3x3 max pooling "
-             f"(stride 1), padding 2 for the 5x5 (section 1)")
+        named(what, f"the branches' outputs could not be concatenated ({text[:160]}): a branch without padding "
+                    f"shrinks the image. Every branch must keep the input's height and width: padding 1 for the 3x3 "
+                    f"convolution and for the 3x3 max pooling (stride 1), padding 2 for the 5x5 (section 1)")
     raise e
 
 
 def forward(module, X, what):
     """The module's output on X (run in the student's kernel), checked to be a finite tensor of the right size."""
     try:
-        Y = module.method("__call__", timeout=60)(X)
+        Y = module.method("__call__", timeout=60, forbid_calls=READY_MADE)(X)
     except StudentError as e:
         explain_error(e, what)
     if not isinstance(Y, torch.Tensor):
@@ -201,14 +187,27 @@ def test_inception_layers(student):
     for cfg in [(192, 64, 96, 128, 16, 32, 32), DISTINCT[0], (20, 1, 2, 3, 4, 5, 6)]:
         module, what = new_module(student, cfg)
         shapes = sorted(tuple(t.shape) for t in module.state_dict().values() if isinstance(t, torch.Tensor))
-        assert_equal(shapes, reference_shapes(cfg), f"{what}: the shapes of its parameters", mistakes=[
-            Mistake(reference_shapes(cfg, kernel5=3),
-                    "the third branch has a 3x3 convolution where the paper has a 5x5 (torchvision's googlenet "
-                    "has the same slip, section 4): use kernel_size=5 with padding=2"),
-            Mistake(reference_shapes(cfg, bias=False),
-                    "the convolutions have no bias: the paper's module uses nn.Conv2d with its bias (bias=True)"),
-            Mistake(reference_shapes(cfg, kernel5=3, bias=False),
-                    "3x3 kernels in the 5x5 branch and no biases: use kernel_size=5 and keep the biases")])
+        expected = reference_shapes(cfg)
+        if shapes != expected:
+            extra, missing = sorted((Counter(shapes) - Counter(expected)).elements()), \
+                sorted((Counter(expected) - Counter(shapes)).elements())
+            described = "; ".join(part for part in [
+                ("tensors of shape " + ", ".join(map(str, extra[:4])) + " belong to no layer of the module"
+                 + (" (batch normalisation is not part of the paper's module)" if any(len(e) == 0 for e in extra)
+                    else "")) if extra else "",
+                ("no tensor of shape " + ", ".join(map(str, missing[:4])) + " (a layer is missing or has other "
+                                                                            "sizes)") if missing else ""] if part)
+            known = [(reference_shapes(cfg, kernel5=3),
+                      "the third branch has a 3x3 convolution where the paper has a 5x5 (torchvision's googlenet has "
+                      "the same slip, section 4): use kernel_size=5 with padding=2"),
+                     (reference_shapes(cfg, bias=False),
+                      "the convolutions have no bias: the paper's module uses nn.Conv2d with its bias (bias=True)"),
+                     (reference_shapes(cfg, kernel5=3, bias=False),
+                      "3x3 kernels in the 5x5 branch and no biases: use kernel_size=5 and keep the biases")]
+            for wrong, explain in known:
+                if shapes == wrong:
+                    named(f"{what}: the shapes of its parameters", explain)
+            fail(f"{what}: its parameters do not match the paper's module: {described}")
 
 
 def extents(Y, Y2):
@@ -233,11 +232,13 @@ def test_inception_branch_order_and_kernels(student):
         module, what = new_module(student, cfg)
         c_in, c1, r3, c3, r5, c5, pp = cfg
         sizes = dict(zip(BRANCHES, (c1, c3, c5, pp)))
-        X = randn(1, c_in, 11, 11, seed=30 + k)
-        X2 = X.clone()
-        X2[:, :, 5, 5] += 10.0
-        got = group_max(extents(forward(module, X, what), forward(module, X2, what)).tolist(),
-                        [sizes[b] for b in BRANCHES])
+        X = randn(4, c_in, 11, 11, seed=30 + k)                             # four images: robust to dead ReLUs
+        bump = torch.zeros_like(X)
+        bump[:, :, 5, 5] = 10.0
+        Y = forward(module, X, what)
+        per_channel = torch.maximum(extents(Y, forward(module, X + bump, what)),     # a bump up and one down:
+                                    extents(Y, forward(module, X - bump, what)))     # one passes each ReLU
+        got = group_max(per_channel.tolist(), [sizes[b] for b in BRANCHES])
 
         def pattern(order, five=5):
             per_channel = [seen[b] if b != "5x5" else five for b in order for _ in range(sizes[b])]
@@ -245,9 +246,10 @@ def test_inception_branch_order_and_kernels(student):
 
         mistakes = [Mistake(pattern(BRANCHES, five=3), "the 5x5 branch sees only 3 rows: it has a 3x3 "
                                                       "convolution where the paper has a 5x5")]
-        mistakes += [Mistake(pattern(order), f"the branches are concatenated in the order {', '.join(order)}; "
-                                             f"the paper's order is 1x1, 3x3, 5x5, pool (torch.cat of the "
-                                             f"four outputs in that order, dim=1)")
+        # The 3x3 and pool groups both see 3 rows, so the pattern names "another order", not which one.
+        mistakes += [Mistake(pattern(order), f"the groups see {pattern(order)} rows: the branches are concatenated "
+                                             f"in another order than the paper's 1x1, 3x3, 5x5, pool (torch.cat of "
+                                             f"the four outputs in that order, dim=1)")
                      for order in itertools.permutations(BRANCHES) if order != BRANCHES]
         assert_equal(got, pattern(BRANCHES), f"{what}: the number of rows each channel group (1x1, 3x3, 5x5, "
                                              f"pool) changes when one input pixel changes", mistakes=mistakes)
@@ -321,7 +323,7 @@ def macs_mistakes(c_in, H, W, c1, r3, c3, r5, c5, pp):
 
 
 def check_macs(student, args):
-    fn = student.function("inception_macs", forbid=("convolution",), timeout=30)
+    fn = student.function("inception_macs", forbid=("convolution",), forbid_calls=COUNTERS + READY_MADE, timeout=30)
     got = fn(*args)
     assert_equal(got, reference_macs(*args), f"inception_macs{tuple(args)}", mistakes=macs_mistakes(*args))
 
