@@ -217,7 +217,7 @@ def cmd_demo(args) -> int:
     if args.setting_run_size is None:
         settings = settings.replace(run_size="tiny")     # the demo's notebooks run smoke-sized demonstrations
     return demo.main(out=Path(args.out), settings=settings, release=not args.no_release,
-                     root=Path(args.root) if args.root else None)
+                     root=Path(args.root) if args.root else None, only=args.assignments or None)
 
 
 def cmd_bench(args) -> int:
@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-output", help="where the demo writes (default: ./demo-output)")
     d.add_argument("--no-release", action="store_true", help="use course/ as it is")
     d.add_argument("--root", metavar="DIR", help="the course root (default: this repository)")
+    d.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")
     add_settings_arguments(d)
     d.set_defaults(setting_workers=2)
     d.set_defaults(func=cmd_demo)

@@ -102,9 +102,10 @@ def faults(results: dict[str, dict]) -> str:
     return "\n".join(["grader faults (instructors only; tracebacks in grades/<assignment>/logs/):", *lines])
 
 
-def main(out: Path, settings=None, release: bool = True, root: Path | None = None) -> int:
+def main(out: Path, settings=None, release: bool = True, root: Path | None = None,
+         only: list[str] | None = None) -> int:
     """settings: autograder.settings.Settings (default: 2 workers, run size "tiny"); root: the course
-    root (solutions/, course/, autograder/suites/; default: this repository)."""
+    root (solutions/, course/, autograder/suites/; default: this repository); only: these assignments."""
     from autograder import batch
     from autograder import release as rel
     from autograder.assignments import find_assignment
@@ -113,7 +114,7 @@ def main(out: Path, settings=None, release: bool = True, root: Path | None = Non
         settings = Settings(workers=2).replace(run_size="tiny")
     out = Path(out)
     root = Path(root) if root is not None else REPO
-    names = rel.source_assignments(root)
+    names = [n for n in rel.source_assignments(root) if not only or n in only]
     if not names:
         print(f"demo: no assignments in {root / 'solutions'} yet")
         return 1
