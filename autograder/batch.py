@@ -57,6 +57,7 @@ from autograder.exporters import Entry, ExportContext
 from autograder.exporters.base import write_atomic
 from autograder.result import Fault, GradeResult, ResultError
 from autograder.settings import Settings
+from autograder.pool import GraderPool, job_line
 
 # A command to run instead of `python -m autograder` for each submission (tests point it at a fake
 # single grader); split like a shell command line, then given "grade <a> <nb> --json ...".
@@ -296,27 +297,40 @@ class GraderRun:
 MAX_STDERR = 20_000            # characters of a grading subprocess's stderr kept (its end)
 
 
+def grader_env() -> dict:
+    return dict(os.environ, AUTOGRADER_PARENT_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+
+
+def pooled_command(assignment: str, *, root: str | None, settings: Settings | None = None, hide=()) -> list[str]:
+    """A grader that starts its sandboxed kernel at once and then reads its one job from stdin."""
+    cmd = grader_command() + ["grade", assignment, "-", "--json"]
+    for folder in hide:
+        cmd += ["--hide", str(folder)]
+    if settings is not None:
+        cmd += ["--settings", settings.to_json()]
+    return cmd + (["--root", str(root)] if root is not None else [])
+
+
 def run_grader(assignment: str, notebook: Path, executed: Path, *, root: str | None,
-               timeout: float, children: Children | None = None,
-               settings: Settings | None = None) -> GraderRun:
-    """Grade one notebook in a subprocess, under `settings` (passed whole as --settings JSON).
+               timeout: float, children: Children | None = None, settings: Settings | None = None,
+               pool: GraderPool | None = None) -> GraderRun:
+    """Grade one notebook in a subprocess under `settings` (passed whole as --settings JSON): one of
+    `pool` (pre-started with the same settings, see pool.py), or a new one.
 
     The subprocess leads its own process group (killed whole on timeout) and dies with the batch
     (AUTOGRADER_PARENT_PID, see cli.py). Its JSON is read back with the result contract's validation.
     """
-    cmd = grader_command() + ["grade", assignment, str(notebook), "--json", "--executed", str(executed)]
-    if root is not None:
-        cmd += ["--root", str(root)]
-    if settings is not None:
-        cmd += ["--settings", settings.to_json()]
-    env = dict(os.environ, AUTOGRADER_PARENT_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=env, start_new_session=True)
+    if pool is not None:
+        proc = pool.take()
+    else:
+        proc = subprocess.Popen(pooled_command(assignment, root=root, settings=settings), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=grader_env(),
+                                start_new_session=True)
     if children is not None:
         children.add(proc)
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input=job_line(notebook, executed), timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         _, err = proc.communicate()
@@ -423,6 +437,7 @@ class Batch:
         self._template: list[dict] | None = None
         self.children = Children()
         self.stopping = threading.Event()
+        self.pool: GraderPool | None = None
 
     # --- results that need no grader ----------------------------------------------------------
     @property
@@ -443,6 +458,25 @@ class Batch:
                               graded_at=_now(), status=status, grader_seconds=round(seconds, 3))
 
     # --- one submission (runs in a worker thread) ---------------------------------------------
+    def unchanged(self, sub: Submission, sha: str) -> GradeResult | None:
+        """The stored result of `sub` if its notebook (sha256) and the suite are unchanged (not forced)."""
+        prev = _previous(self.out / f"{sub.student}.json")
+        if (not self.force and prev is not None and prev.submission_sha256 == sha
+                and prev.suite_fingerprint == self.fingerprint):
+            return prev
+        return None
+
+    def to_grade(self, subs: list[Submission]) -> int:
+        """How many of `subs` will start a grader (for the pool: no grader is started in vain)."""
+        count = 0
+        for sub in subs:
+            try:
+                sha = hashlib.sha256(read_submission(sub.path)).hexdigest() if sub.path is not None else None
+            except (OSError, ValueError):
+                continue
+            count += sha is not None and self.unchanged(sub, sha) is None
+        return count
+
     def grade_one(self, sub: Submission) -> tuple[str, GradeResult, Path | None]:
         """-> (outcome, result, executed notebook or None); outcome in graded/skipped/failed/missing."""
         if sub.path is None:
@@ -454,9 +488,8 @@ class Batch:
             reason = f"submission refused: {getattr(e, 'strerror', None) or e}"
             return "missing", self.stamp(self.placeholder(reason), sub, None, "refused", 0.0), None
         sha = hashlib.sha256(data).hexdigest()
-        prev = _previous(self.out / f"{sub.student}.json")
-        if (not self.force and prev is not None and prev.submission_sha256 == sha
-                and prev.suite_fingerprint == self.fingerprint):
+        prev = self.unchanged(sub, sha)
+        if prev is not None:
             return "skipped", prev, None
         tmp_dir = self.out / ".tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -469,7 +502,7 @@ class Batch:
             f.write(data)
         try:
             run = run_grader(self.name, copy, executed, root=self.root, timeout=self.timeout,
-                             children=self.children, settings=self.settings)
+                             children=self.children, settings=self.settings, pool=self.pool)
         finally:
             shutil.rmtree(private, ignore_errors=True)
         if run.result is None:
@@ -551,7 +584,14 @@ class Batch:
                    disable=not self.progress, dynamic_ncols=True)
         restore = self.install_signal_handlers()
         pool = ThreadPoolExecutor(max_workers=self.workers)
+        # As many graders starting ahead as run at once: while one submission is graded, the next
+        # one's grader and sandboxed kernel start (each serves one submission only, see pool.py).
+        self.pool = GraderPool(pooled_command(self.name, root=self.root, settings=self.settings,
+                                              hide=(self.directory, self.out)),
+                               env=grader_env(), spare=self.workers, on_start=self.children.add,
+                               on_end=self.children.discard)
         try:
+            self.pool.expect(self.to_grade(subs))
             futures = {pool.submit(self.grade_one_safely, s): s for s in subs}
             for fut in as_completed(futures):
                 sub = futures[fut]
@@ -571,6 +611,7 @@ class Batch:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.close()
             bar.close()
             restore()
             ordered = [entries[s.student] for s in subs if s.student in entries]

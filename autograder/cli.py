@@ -58,6 +58,8 @@ def _die_with_parent() -> None:
 # grade
 # ---------------------------------------------------------------------------------------------
 def cmd_grade(args) -> int:
+    if args.path == "-":
+        return _grade_one(args, None)
     path = Path(args.path)
     if not path.exists():
         raise UsageError(f"no such file or directory: {path}")
@@ -89,14 +91,35 @@ def _limit_own_memory(mb: int) -> None:
         pass
 
 
-def _grade_one(args, path: Path) -> int:
+def _grade_one(args, path: Path | None) -> int:
+    """Grade one notebook; path None: the batch's pooled grader (pool.py), which starts its
+    sandboxed kernel first and then reads the notebook to grade from stdin."""
     _die_with_parent()
     assignment = _assignment(args.assignment, args.root)
     settings = _settings(args)
     from autograder.runner import grade_submission
     _limit_own_memory(settings.limits.grader_memory_mb)
+    warm, executed = None, args.executed
+    if path is None:
+        from autograder.pool import read_job
+        from autograder.runner import WarmKernel
+        try:
+            warm = WarmKernel(assignment, settings.limits, hide=args.hide or ())
+        except Exception as e:  # noqa: BLE001 - graded below in a fresh sandbox, which says why if it fails too
+            print(f"autograder: the pre-started kernel failed: {type(e).__name__}: {e}", file=sys.stderr)
+        job = read_job(sys.stdin)
+        if job is None:                      # the batch needs no more graders
+            if warm is not None:
+                warm.close()
+            return 0
+        path, executed = job
+        if not path.is_file():
+            if warm is not None:
+                warm.close()
+            raise UsageError(f"no such file: {path}")
     try:
-        result = grade_submission(assignment, path, limits=settings.limits, executed_path=args.executed)
+        result = grade_submission(assignment, path, limits=settings.limits, executed_path=executed,
+                                  warm=warm, hide=args.hide or ())
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     except MemoryError:
@@ -246,10 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("grade", help="grade one notebook or a folder of submissions")
     g.add_argument("assignment", help="assignment name, e.g. 01_convolution")
-    g.add_argument("path", help="a notebook, or a folder (nbgrader's submitted/ layout or flat <student>.ipynb)")
+    g.add_argument("path", help="a notebook, or a folder (nbgrader's submitted/ layout or flat <student>.ipynb); "
+                                "'-': start the kernel, then read the job from stdin (the batch's pool)")
     g.add_argument("--json", action="store_true", help="one notebook: print the result as JSON")
     g.add_argument("--executed", metavar="PATH", help="one notebook: save the executed notebook here")
     g.add_argument("--root", metavar="DIR", help="where the assignment lives (default: this repository)")
+    g.add_argument("--hide", metavar="DIR", action="append",
+                   help="one notebook: another folder the student's kernel must not see (repeatable)")
     g.add_argument("--force", action="store_true", help="folder: grade again even if unchanged")
     g.add_argument("--out", metavar="DIR", help="folder: where results go (default grades/<assignment>)")
     g.add_argument("--no-gradebook", action="store_true",

@@ -36,7 +36,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.session import Session
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, CellTimeoutError, DeadKernelError
 
 from autograder import kernel_side
 from autograder.proxy import (BadResult, ForbiddenCall, MissingName, StudentCrash, StudentError, StudentTimeout,
@@ -51,10 +51,13 @@ class GraderError(RuntimeError):
     """The grader itself cannot work (the kernel does not start at all): not the student's fault."""
 
 
-class _CellTimedOut(Exception):
-    pass
-
-
+# Only PUBLIC APIs of jupyter_client and nbclient are used here, so that a minor upgrade of either
+# cannot silently change how a submission is graded; tests/test_engine_apis.py pins the behaviour
+# relied on: format_kernel_cmd() gives the argv that is launched and write_connection_file() runs
+# before the launch; NotebookClient raises CellTimeoutError at a cell's `timeout` (with
+# interrupt_on_timeout off), raises DeadKernelError for a dead kernel, passes every iopub message of
+# the cell through process_message() (which raises CellExecutionComplete at the kernel's "idle") and
+# every output through output(); execute_cell() accepts `execution_count`.
 class _SandboxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command is the sandbox's, with an IPC connection file it owns."""
 
@@ -63,27 +66,38 @@ class _SandboxKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments=None):
         return self.sandbox.kernel_command(Path(self.connection_file))
 
-    async def _async_launch_kernel(self, kernel_cmd, **kw):
-        self.sandbox._give(Path(self.connection_file))
-        await super()._async_launch_kernel(kernel_cmd, **kw)
-        self.sandbox.track(self.provisioner.pid)
+    def write_connection_file(self, **kw):
+        super().write_connection_file(**kw)
+        self.sandbox._give(Path(self.connection_file))      # the kernel's uid must read it
 
 
 class _CellRunner(NotebookClient):
-    """nbclient, with our own timeout handling and a cap on the outputs kept."""
+    """nbclient, with a cap on the outputs kept (shared by the runners of one notebook: `budget`).
 
-    def __init__(self, nb, km, *, output_bytes: int, **kw):
-        super().__init__(nb, km=km, allow_errors=True, record_timing=False, **kw)
+    A runner whose cell timed out is not used again: nbclient leaves that cell's output poller
+    running on the runner's client, so the session gives the next cells a new runner and client."""
+
+    def __init__(self, nb, km, kc, *, budget: dict, **kw):
+        super().__init__(nb, km=km, allow_errors=True, record_timing=False,
+                         interrupt_on_timeout=False, raise_on_iopub_timeout=False, **kw)
+        self.kc = kc                # set after __init__, which resets it
         self.outputs_complete = True
-        self.output_budget = output_bytes
-        self.truncated_cells: set[int] = set()
+        self.budget = budget        # {"bytes": left for all outputs, "truncated": set of cell indices}
 
-    async def _async_handle_timeout(self, timeout, cell=None):
-        raise _CellTimedOut()      # not a CellControlSignal: nbclient cancels its output poller
+    def process_message(self, msg, cell, cell_index):
+        try:
+            return super().process_message(msg, cell, cell_index)
+        except CellExecutionComplete:
+            self.outputs_complete = True      # the kernel's "idle" arrived: no output was lost
+            raise
 
-    async def _async_poll_output_msg(self, parent_msg_id, cell, cell_index):
-        await super()._async_poll_output_msg(parent_msg_id, cell, cell_index)
-        self.outputs_complete = True      # the kernel's "idle" arrived: no output was lost
+    @property
+    def output_budget(self) -> int:
+        return self.budget["bytes"]
+
+    @output_budget.setter
+    def output_budget(self, value: int) -> None:
+        self.budget["bytes"] = value
 
     def output(self, outs, msg, display_id, cell_index):
         size = _message_size(msg)
@@ -93,8 +107,8 @@ class _CellRunner(NotebookClient):
             super().output(outs, msg, display_id, cell_index)
             size, self.output_budget = 1, 0
         if msg["msg_type"] != "error" and size > self.output_budget:
-            if cell_index not in self.truncated_cells:
-                self.truncated_cells.add(cell_index)
+            if cell_index not in self.budget["truncated"]:
+                self.budget["truncated"].add(cell_index)
                 outs.append(nbformat.v4.new_output(
                     "stream", name="stderr",
                     text="[grader] output truncated: the notebook's outputs exceeded the size limit\n"))
@@ -150,6 +164,8 @@ class KernelSession:
         self.tampering: list[str] = []     # set by the runner: suspicious names in student code
         self.tamper_events: list[str] = []  # guard tampering seen during calls (for the instructor)
         self.notes: list[str] = []         # student-facing notes from the call phase
+        self.hung: dict[tuple, str] = {}   # function -> the message of its call that timed out
+        self._suite_deadline: float | None = None   # set by the first call: start + limits.suite_timeout
         self.timings = {"kernel_start": [], "notebook": 0.0, "calls": 0, "call_seconds": 0.0}
         self._request_id = 0
         self._memory_exceeded = False
@@ -162,6 +178,11 @@ class KernelSession:
         self._watchdog: threading.Thread | None = None
 
     # ---------------------------------------------------------------- kernel life cycle
+    def start(self) -> None:
+        """Start the kernel now (run_notebook otherwise starts it): a pre-started kernel has
+        imported torch and the course library before the submission is known."""
+        run_sync(self._start)()
+
     async def _start(self) -> None:
         await self._stop()
         self.run_dir = self.sandbox.new_run_dir()
@@ -172,28 +193,41 @@ class KernelSession:
         log_fd = open(self.run_dir / "kernel.log", "xb")   # noqa: SIM115 - handed to the kernel process
         t0 = time.monotonic()
         try:
-            await km.start_kernel(env=self.sandbox.kernel_env(self.run_dir), cwd=str(self.sandbox.home),
-                                  stdout=log_fd, stderr=log_fd)
-            kc = km.client(context=self._zmq)
-            kc.start_channels()
-            await kc.wait_for_ready(timeout=self.limits.startup_timeout)
+            try:
+                await km.start_kernel(env=self.sandbox.kernel_env(self.run_dir), cwd=str(self.sandbox.home),
+                                      stdout=log_fd, stderr=log_fd)
+            finally:     # remembered for killing and the watchdog, also when the start failed
+                pid = getattr(km.provisioner, "pid", None)
+                if pid:
+                    self.sandbox.track(pid)
+            kc = await self._new_client(km, iopub=True)
         except Exception as e:
             tail = self._kernel_log_tail()
             raise GraderError(f"the student kernel did not start: {e!r}\n{tail}") from None
         finally:
             log_fd.close()
-        # The call client needs its own session: two clients sharing one session id would share one
-        # zmq routing identity, and the kernel's shell socket answers only one of them.
-        ckc = km.client(context=self._zmq,
-                        session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
-        ckc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
-        kc.allow_stdin = ckc.allow_stdin = False
+        ckc = await self._new_client(km, iopub=False)
         if self.notebook_done:      # a restart during the calls: nobody reads the outputs any more
             kc.stop_channels()
         self.km, self.kc, self.ckc = km, kc, ckc
         self.bootstrapped = self.guard_warm = False
         self.timings["kernel_start"].append(round(time.monotonic() - t0, 3))
         self._start_watchdog()
+
+    async def _new_client(self, km, *, iopub: bool):
+        """A client of `km`'s kernel with a session of its own: two clients sharing one session id
+        would share one zmq routing identity, and the kernel's shell socket answers only one of
+        them. With iopub (the notebook's client), returns once the kernel answers and its output
+        channel is connected; without (the call client), only the shell channel is opened."""
+        client = km.client(context=self._zmq,
+                           session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
+        client.allow_stdin = False
+        if iopub:
+            client.start_channels(stdin=False, control=False)
+            await client.wait_for_ready(timeout=self.limits.startup_timeout)
+        else:
+            client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        return client
 
     async def _stop(self) -> None:
         with self._kill_lock:          # a watchdog that has not fired yet now never will for this kernel
@@ -319,11 +353,14 @@ class KernelSession:
             await self._start()
         t0 = time.monotonic()
         deadline = t0 + lim.total_timeout
-        # iopub_timeout: how long a cell's last outputs may still arrive after its reply (decoding a
-        # big print takes a while on a busy machine); the cell's own time limit is separate.
-        runner = _CellRunner(nb, self.km, output_bytes=lim.output_bytes,
-                             iopub_timeout=max(1, math.ceil(lim.output_grace)))
-        runner.kc = self.kc
+        budget = {"bytes": lim.output_bytes, "truncated": set()}
+
+        def new_runner():
+            # iopub_timeout: how long a cell's last outputs may still arrive after its reply (decoding
+            # a big print takes a while on a busy machine); the cell's own time limit is separate.
+            return _CellRunner(nb, self.km, self.kc, budget=budget,
+                               iopub_timeout=max(1, math.ceil(lim.output_grace)))
+        runner = new_runner()
         count = 0
         code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
         for pos, index in enumerate(code_cells):
@@ -342,26 +379,31 @@ class KernelSession:
                     raise DeadKernelError("memory")
                 if not runner.outputs_complete:
                     await self._reconnect_outputs(cell)
+                    runner = new_runner()
                     notes.append(f"{label}: some of its outputs were too large and were dropped")
-            except _CellTimedOut:
+            except CellTimeoutError:
                 limit = runner.timeout
                 what = (f"ran longer than {limit:g} s" if limit >= lim.cell_timeout else
                         f"was still running when the notebook's total time ({lim.total_timeout:g} s) ran out")
                 _add_grader_output(cell, f"this cell {what} and was stopped")
                 if await self._interrupt():
                     notes.append(f"{label} {what} and was interrupted")
+                    await self._replace_output_client()
+                    runner = new_runner()
                     continue
                 notes.append(f"{label} {what} and was stopped (the kernel was restarted and the cells "
                              f"before it were run again)")
-                if not await self._restart_in_notebook(notes, deadline, runner):
+                if not await self._restart_in_notebook(notes, deadline):
                     break
+                runner = new_runner()
                 continue
             except DeadKernelError:
                 why = self._death_reason()
                 _add_grader_output(cell, f"the kernel died while running this cell: {why}")
                 notes.append(f"{label}: {why}; the kernel was restarted and the cells before it were run again")
-                if not await self._restart_in_notebook(notes, deadline, runner):
+                if not await self._restart_in_notebook(notes, deadline):
                     break
+                runner = new_runner()
                 continue
             self.replay.append((label, cell.source))
             error = next((o for o in cell.outputs if o.get("output_type") == "error"
@@ -384,12 +426,18 @@ class KernelSession:
         channel (it does not reconnect by itself). Connect a fresh one for the next cells."""
         log.warning("outputs of a cell were lost (a message over %d MB?); reconnecting", MAX_MESSAGE >> 20)
         _add_grader_output(cell, "some outputs of this cell were too large and were dropped")
-        self.kc.iopub_channel.stop()
-        self.kc._iopub_channel = None
-        self.kc.iopub_channel.start()
-        await asyncio.sleep(0.2)               # let the subscription reach the kernel
+        await self._replace_output_client()
 
-    async def _restart_in_notebook(self, notes, deadline, runner) -> bool:
+    async def _replace_output_client(self) -> None:
+        """A new notebook client for the next cells. The old one is closed, which also ends the
+        output poller nbclient leaves running after a timeout (it would otherwise read, and drop,
+        the next cells' outputs)."""
+        old = self.kc
+        self.kc = await self._new_client(self.km, iopub=True)
+        old.stop_channels()
+        await asyncio.sleep(0)                  # let the closed channel's poller end
+
+    async def _restart_in_notebook(self, notes, deadline) -> bool:
         self.nb_restarts += 1
         if self.nb_restarts > self.limits.restarts:
             notes.append(f"the kernel was restarted {self.limits.restarts} times; the rest of the notebook "
@@ -402,7 +450,6 @@ class KernelSession:
             return False
         if not ok:
             notes.append("after the restart, the earlier cells could not all be run again")
-        runner.km, runner.kc = self.km, self.kc
         return True
 
     def _death_reason(self) -> str:
@@ -421,13 +468,35 @@ class KernelSession:
         if forbid and self.tampering:
             raise ForbiddenCall(f"{label} was not graded: the notebook uses torch internals that can switch off "
                                 f"the grader's checks ({', '.join(self.tampering[:5])})")
+        # A hang costs one timeout: a function whose call timed out fails at once, with the same
+        # message, every later time it is called (a hidden suite calls one function many times).
+        key = _function_key(request, label)
+        if key in self.hung:
+            raise StudentTimeout(self.hung[key])
         t0 = time.monotonic()
+        if self._suite_deadline is None:
+            self._suite_deadline = t0 + self.limits.suite_timeout
+        left = self._suite_deadline - t0
+        if left < 1:
+            raise StudentTimeout(f"{label} was not called: the time for all of the grader's calls to your "
+                                 f"notebook ({self.limits.suite_timeout:g} s) ran out")
+        limit = timeout or self.limits.call_timeout
         try:
-            result = run_sync(self._request)(request, label, timeout or self.limits.call_timeout)
+            result = run_sync(self._request)(request, label, min(limit, left))
+        except StudentTimeout as e:
+            if key is not None and getattr(e, "timed_out", False):
+                self.hung[key] = str(e)
+            raise
         finally:
             self.timings["calls"] += 1
             self.timings["call_seconds"] += time.monotonic() - t0
         return self._interpret(result, label)
+
+    def _seconds_left(self, at_most: float) -> float:
+        """at_most, or less when the suite's time (limits.suite_timeout) runs out sooner."""
+        if self._suite_deadline is None:
+            return at_most
+        return max(0.0, min(at_most, self._suite_deadline - time.monotonic()))
 
     async def _ensure_ready(self) -> None:
         if self.broken:
@@ -437,7 +506,7 @@ class KernelSession:
         if self.km is None or not await self._alive():
             await self._restart_for_calls("the kernel was not running")
         if not self.bootstrapped:
-            status = await self._run_quiet(bootstrap_code(self.token, self.run_dir), 60)
+            status = await self._run_quiet(bootstrap_code(self.token, self.run_dir), max(1.0, self._seconds_left(60)))
             if status != "ok":
                 self.broken = ("the grader's helper could not run in your kernel (did the notebook replace "
                                "Python built-ins or torch functions?)")
@@ -455,7 +524,7 @@ class KernelSession:
             self.exhausted.add(self.exercise)
             await self._stop()           # the next exercise starts a fresh kernel on its own budget
             raise StudentCrash(self._exhausted_note())
-        if not await self._restart_and_replay():
+        if not await self._restart_and_replay(self._suite_deadline):
             if self.broken:
                 raise StudentCrash(self.broken)
             self.notes.append("after a restart during grading, the notebook's cells could not all be run again")
@@ -468,7 +537,7 @@ class KernelSession:
         await self._ensure_ready()
         if request.get("forbid") and not self.guard_warm:
             self.guard_warm = True
-            await self._run_quiet(f"{self.token}.warm()", 120)
+            await self._run_quiet(f"{self.token}.warm()", max(1.0, self._seconds_left(120)))
         self._request_id += 1
         rid = f"{self._request_id}_{secrets.token_hex(6)}"     # unguessable: nothing can be planted there
         buffer = io.BytesIO()
@@ -483,9 +552,14 @@ class KernelSession:
                                   allow_stdin=False, stop_on_error=False)
         reply = await self._wait_reply(self.ckc, msg_id, timeout)
         if reply == "timeout":
+            error = StudentTimeout(f"{label} did not finish within {timeout:g} s and was stopped")
+            error.timed_out = True
             if not await self._interrupt():
-                await self._restart_for_calls(f"{label} ignored the interrupt")
-            raise StudentTimeout(f"{label} did not finish within {timeout:g} s and was stopped")
+                try:
+                    await self._restart_for_calls(f"{label} ignored the interrupt")
+                except StudentCrash:
+                    pass                       # later calls find the kernel broken; this one timed out
+            raise error
         if reply == "dead":
             why = self._death_reason()
             await self._restart_for_calls(why)
@@ -555,11 +629,23 @@ class KernelSession:
 
     # ---------------------------------------------------------------- end
     def close(self) -> None:
+        if self._zmq.closed:
+            return
         try:
             run_sync(self._stop)()
         finally:
             self._watch_stop.set()
             self._zmq.destroy(linger=0)
+
+
+def _function_key(request: dict, label: str) -> tuple | None:
+    """What counts as "the same function" for a call request: a notebook global by name (and
+    method), an object's method by its type and name (every instance of a class shares the code
+    that hung); None for requests that are not calls."""
+    if request.get("op") != "call":
+        return None
+    kind, key = request["target"]
+    return ("name", key, request.get("method")) if kind == "name" else ("object", label)
 
 
 def _add_grader_output(cell, text: str) -> None:

@@ -34,11 +34,53 @@ from autograder.kernel import GraderError, KernelSession
 from autograder.notebook import SubmissionError, merge, read_notebook, scan_tampering
 from autograder.plugin import GradingPlugin
 from autograder.result import READABLE_SUITES, GradeResult, InstructorNotes
-from autograder.sandbox import Limits, Sandbox
+from autograder.sandbox import PRIVATE_TMPFS, Limits, Sandbox
 
-__all__ = ["grade_submission", "grade_notebook", "Limits", "GraderError", "READABLE_SUITES"]
+__all__ = ["grade_submission", "grade_notebook", "WarmKernel", "Limits", "GraderError", "READABLE_SUITES"]
 log = logging.getLogger("autograder")
 ASSIGNMENT_FILES_MB = 100
+
+
+class WarmKernel:
+    """A sandbox and its kernel, started before the submission is known (the batch's pool of
+    pre-started graders, see pool.py): torch and the course library are imported in the kernel,
+    the assignment's files are in its home. Used for exactly one submission, then closed.
+
+    hide: folders the kernel must not see besides the course's own (the batch's submissions and
+    output folders); a submission outside every hidden folder gets a fresh sandbox instead.
+    """
+
+    def __init__(self, assignment: Assignment, limits: Limits, hide=()):
+        self.assignment, self.limits = assignment, limits
+        self.hide = _hidden(assignment, hide)
+        self.sandbox = Sandbox(limits, hide=self.hide, keep=_kernel_needs())
+        self.sandbox.open()
+        self.session: KernelSession | None = None
+        try:
+            _copy_assignment_files(assignment, self.sandbox)
+            self.session = KernelSession(self.sandbox, limits)
+            self.session.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def covers(self, *paths) -> bool:
+        """Whether every path lies in a folder this sandbox hides (or its private /tmp)."""
+        hidden = [*self.sandbox.hide, *map(Path, PRIVATE_TMPFS)]
+        return all(any(Path(p).resolve().is_relative_to(h) for h in hidden) for p in paths)
+
+    def close(self) -> None:
+        try:
+            if self.session is not None:
+                self.session.close()
+        finally:
+            self.session = None
+            self.sandbox.close()
+
+
+def _hidden(assignment: Assignment, extra=()) -> list[Path]:
+    return [ROOT, assignment.suite_dir, assignment.release_notebook.parent, assignment.source_notebook.parent,
+            *(Path(p).resolve() for p in extra)]
 
 
 def grade_notebook(assignment: Assignment | str, notebook_path, **kwargs) -> dict:
@@ -47,22 +89,34 @@ def grade_notebook(assignment: Assignment | str, notebook_path, **kwargs) -> dic
 
 
 def grade_submission(assignment: Assignment | str, notebook_path, *, limits: Limits | None = None,
-                     executed_path=None, details: dict | None = None) -> GradeResult:
+                     executed_path=None, details: dict | None = None, warm: WarmKernel | None = None,
+                     hide=()) -> GradeResult:
     """Grade `notebook_path` for `assignment` (an Assignment or its name).
 
     Inputs:
       limits: Limits (time, memory, processes, output size, run size...); defaults: Limits()
       executed_path: where to write the executed, merged notebook (for formgrader and feedback)
       details: a dict to receive figures for the instructor (isolation mode, tampering, timings)
+      warm: a WarmKernel started for this assignment and these limits (used if it hides the
+        submission's folder, and closed in any case)
+      hide: more folders the kernel must not see (the course's own and the submission's are hidden)
     Returns the GradeResult. Raises for grader problems only.
     """
+    try:
+        return _grade(assignment, notebook_path, limits, executed_path, details, warm, hide)
+    finally:
+        if warm is not None:
+            warm.close()
+
+
+def _grade(assignment, notebook_path, limits, executed_path, details, warm, hide) -> GradeResult:
     t0 = time.monotonic()
     if not isinstance(assignment, Assignment):
         assignment = find_assignment(assignment)
     notebook_path = Path(notebook_path)
     if not notebook_path.is_file():
         raise FileNotFoundError(f"no such notebook: {notebook_path}")
-    limits = limits or Limits()
+    limits = limits or (warm.limits if warm is not None else Limits())
     details = {} if details is None else details
     release = nbformat.read(assignment.release_notebook, as_version=4)
 
@@ -77,13 +131,21 @@ def grade_submission(assignment: Assignment | str, notebook_path, *, limits: Lim
         return _result(assignment, plugin, [str(e)], InstructorNotes(), timings)
 
     errors += merged.notes
-    hide = [ROOT, assignment.suite_dir, assignment.release_notebook.parent, assignment.source_notebook.parent,
-            notebook_path.resolve().parent]
+    private = [notebook_path.resolve().parent]
     if executed_path is not None:
-        hide.append(Path(executed_path).resolve().parent)
-    with Sandbox(limits, hide=hide, keep=_kernel_needs()) as sandbox:
-        _copy_assignment_files(assignment, sandbox)
-        session = KernelSession(sandbox, limits)
+        private.append(Path(executed_path).resolve().parent)
+    usable = (warm is not None and warm.assignment == assignment and warm.limits == limits
+              and warm.covers(*private))
+    if warm is not None and not usable:
+        warm.close()
+    if not usable:
+        warm = None
+    sandbox = warm.sandbox if warm else Sandbox(limits, hide=_hidden(assignment, [*private, *hide]),
+                                                keep=_kernel_needs())
+    with sandbox if warm is None else contextlib.nullcontext(sandbox):
+        if warm is None:
+            _copy_assignment_files(assignment, sandbox)
+        session = warm.session if warm else KernelSession(sandbox, limits)
         try:
             errors += session.run_notebook(merged.nb, merged.labels)
             if executed_path is not None:
@@ -124,7 +186,10 @@ def _result(assignment: Assignment, plugin: GradingPlugin, errors: list[str], no
 def _run_suite(suite_dir: Path, plugin: GradingPlugin, collect_only: bool = False) -> None:
     """pytest.main on the hidden suite, in this process, with all of pytest's output captured."""
     import pytest
-    args = [str(suite_dir), "-q", "-p", "no:cacheprovider", "-c", os.devnull, "--rootdir", str(suite_dir),
+    # --disable-plugin-autoload: only our plugin, not every pytest plugin installed (nbval alone
+    # imports coverage, about a second per grading).
+    args = [str(suite_dir), "-q", "-p", "no:cacheprovider", "--disable-plugin-autoload", "-c", os.devnull,
+            "--rootdir", str(suite_dir),
             "--confcutdir", str(suite_dir), "--import-mode=importlib", "-W", "ignore::DeprecationWarning"]
     if collect_only:
         args.append("--collect-only")

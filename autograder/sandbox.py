@@ -103,6 +103,7 @@ class Limits:
     cell_timeout: float = 120.0        # one notebook cell
     total_timeout: float = 900.0       # the whole notebook
     call_timeout: float = 60.0         # one call from the hidden suite (student.function(timeout=...) overrides)
+    suite_timeout: float = 600.0       # all the hidden suite's calls together, restarts included
     startup_timeout: float = 60.0      # kernel start
     interrupt_grace: float = 5.0       # after SIGINT, how long to wait before killing
     memory_mb: int = 2048              # resident memory of all the submission's processes
@@ -119,8 +120,9 @@ class Limits:
     threads: int = 1                   # OMP/MKL threads in the kernel
     restarts: int = 3                  # kernel restarts during the notebook, and again during the suite
     gpu: bool = False                  # let the kernel see CUDA devices (no address-space limit then)
-    preload: tuple[str, ...] = ("torch",)  # imported at kernel start (not into the notebook's namespace),
-    #                                       so the first cell's time limit is not spent importing torch
+    preload: tuple[str, ...] = ("torch", "dlcourse")  # imported at kernel start (not into the notebook's
+    #       namespace), so the first cell's time limit is not spent importing them, and a kernel started
+    #       before its submission (the batch's pool) has done that work already; one that is missing is skipped
     isolation: str = "auto"            # "auto" (best available) or "none"
     readonly_paths: tuple[str, ...] = field(default_factory=tuple)  # extra paths shown read-only (data)
     run_size: str | None = None        # DLCOURSE_RUN_SIZE in the kernel ("tiny" for banks and the demo)
@@ -132,7 +134,7 @@ class Limits:
             raise ValueError(f"Limits.preload must name modules, not {self.preload!r}")
         if self.run_size is not None and self.run_size not in RUN_SIZES:
             raise ValueError(f"Limits.run_size must be one of {', '.join(RUN_SIZES)} or None, not {self.run_size!r}")
-        for name in ("cell_timeout", "total_timeout", "call_timeout", "startup_timeout"):
+        for name in ("cell_timeout", "total_timeout", "call_timeout", "suite_timeout", "startup_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"Limits.{name} must be positive")
 
@@ -356,7 +358,7 @@ class Sandbox:
 
     def kernel_command(self, connection_file: Path) -> list[str]:
         """argv that starts `python -m ipykernel_launcher -f connection_file` inside the sandbox."""
-        preload = "".join(f"import {m}\n" for m in self.limits.preload)
+        preload = "".join(f"try:\n    import {m}\nexcept ImportError:\n    pass\n" for m in self.limits.preload)
         launcher = f"{_NO_CWD}{preload}{_CAP_WRITES.format(limit=max(1, self.limits.output_bytes // 2))}{_LAUNCH}"
         # -E -s: no PYTHON* variables, no user site-packages (.pth files in the student's home);
         # the working folder is left off sys.path until IPython adds it back after our imports.

@@ -11,7 +11,8 @@ reads a directive from the submitted notebook's first cell and answers like the 
     FAKE warn                            write a line to stderr, then answer normally
 
 Each start and end is logged to $FAKE_GRADER_LOG ("start <stem> <time> <pid>"), so tests can count
-gradings and see whether they overlapped. The scores it gives are fixed by TESTS below, which is
+gradings and see whether they overlapped; a pooled grader (path "-", job on stdin) also logs
+"ready - <time> <pid>" when it starts and "unused - ..." when it gets no job. The scores it gives are fixed by TESTS below, which is
 the oracle the tests compare the batch's outputs with.
 """
 from __future__ import annotations
@@ -41,6 +42,18 @@ assert args[0] == "grade" and "--json" in args, args
 assignment, nb = args[1], Path(args[2])
 executed = args[args.index("--executed") + 1] if "--executed" in args else None
 log = os.environ.get("FAKE_GRADER_LOG")
+if args[2] == "-":                       # a pooled grader (autograder/pool.py): the job comes on stdin
+    if log:
+        with open(log, "a") as f:
+            f.write(f"ready - {time.time():.4f} {os.getpid()}\n")
+    line = sys.stdin.readline()
+    if not line.strip():
+        if log:
+            with open(log, "a") as f:
+                f.write(f"unused - {time.time():.4f} {os.getpid()}\n")
+        sys.exit(0)
+    job = json.loads(line)
+    nb, executed = Path(job["notebook"]), job["executed"]
 def note(what):
     if log:
         with open(log, "a") as f:

@@ -169,6 +169,23 @@ def test_workers_grade_in_parallel(fake, tmp_path):
     assert running == 2                                          # never more than --workers
 
 
+def test_graders_are_started_ahead_and_each_grades_one_submission(fake, tmp_path):
+    """The pool (autograder/pool.py): the grader of the next submission is started while the
+    current one is graded; every submission gets a process of its own; none is started in vain."""
+    subs = tmp_path / "subs"
+    for s in ("b1", "b2", "b3", "b4"):
+        write(subs / f"{s}.ipynb", "sleep=1 pass=test_mul")
+    run(fake, subs, tmp_path / "grades", workers=1)
+    ready = {l[3]: float(l[2]) for l in fakes.log_lines(tmp_path, "ready")}
+    starts = {l[1]: (float(l[2]), l[3]) for l in fakes.log_lines(tmp_path, "start")}
+    ends = {l[1]: float(l[2]) for l in fakes.log_lines(tmp_path, "end")}
+    assert len({pid for _, pid in starts.values()}) == 4 and set(ready) == {pid for _, pid in starts.values()}
+    assert not fakes.log_lines(tmp_path, "unused")
+    order = sorted(starts, key=lambda s: starts[s][0])
+    for before, after in zip(order, order[1:]):
+        assert ready[starts[after][1]] < ends[before]            # ready while the one before was graded
+
+
 def test_timeout_kills_the_grader(fake, tmp_path):
     subs = tmp_path / "subs"
     write(subs / "slow.ipynb", "sleep=60 pass=test_mul")

@@ -233,6 +233,10 @@ def test_messages_say_what_went_wrong(graded):
     hang = messages("hangs")
     assert hang["test_add_numbers"] == "add on two integers: add did not finish within 2 s and was stopped"
     assert "did not finish within 2 s" in hang["test_double"]
+    # A hang costs one timeout: add's second test failed at once with the same message, so only
+    # add's first call, double's and my_conv's two reached the kernel.
+    assert hang["test_add_tensors"] == "add on two tensors: add did not finish within 2 s and was stopped"
+    assert graded["hangs"][1]["timings"]["calls"] == 4
     cheats = messages("cheats")
     assert cheats["test_add_numbers"] == "add(2, 3): wrong type: got an object of type Always"
     assert cheats["test_add_tensors"] == "add on two tensors — not passed"        # a plain assert

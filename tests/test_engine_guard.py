@@ -7,6 +7,7 @@ suite would.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -342,10 +343,15 @@ def test_errors_name_the_student_frames_only(student):
 
 def test_a_timeout_interrupts_and_the_state_survives(student):
     assert student.count() == 1
-    with pytest.raises(StudentTimeout, match="loops did not finish within 1 s"):
+    with pytest.raises(StudentTimeout, match="loops did not finish within 1 s") as first:
         student.function("loops", timeout=1)()
     assert student.count() == 2                               # same kernel: no restart needed
     assert student.prints() == 1                              # printing during a call is ignored
+    # A hang costs one timeout: the same function fails at once, with the same message, ever after.
+    start = time.monotonic()
+    with pytest.raises(StudentTimeout) as again:
+        student.function("loops", timeout=30)()
+    assert str(again.value) == str(first.value) and time.monotonic() - start < 0.5
 
 
 def test_results_that_are_not_data_or_too_big_are_refused(student):

@@ -468,3 +468,44 @@ def test_autograd_group_catches_every_route_in_process():
         assert problem and problem["status"] == "forbidden" and problem["ops"][0][1] == "autograd", fn.__name__
     value, problem = kernel_side._guarded_call(lambda: 2 * x, (), {}, ("autograd", "convolution"))
     assert problem is None and torch.equal(value, 2 * x)
+
+
+# ------------------------------------------------------------------------------ time bounds of the call phase
+def test_a_hung_function_costs_one_timeout_and_the_suite_has_a_total_bound():
+    """KernelSession.request without a kernel: `_request` (the round trip to the kernel) is faked."""
+    import asyncio
+    import time
+
+    from autograder.kernel import KernelSession
+    from autograder.proxy import StudentTimeout
+    from autograder.sandbox import Limits
+
+    session = KernelSession(sandbox=None, limits=Limits(call_timeout=5, suite_timeout=1.5))
+    sent = []
+
+    async def fake_request(request, label, timeout):
+        sent.append((request["target"][1], timeout))
+        if request["target"][1] == "hangs":
+            error = StudentTimeout(f"{label} did not finish within {timeout:g} s and was stopped")
+            error.timed_out = True
+            raise error
+        await asyncio.sleep(0.3)
+        return {"status": "ok", "value": 1}
+
+    session._request = fake_request
+    call = {"op": "call", "method": None, "args": [], "kwargs": {}, "forbid": []}
+    try:
+        assert session.request({**call, "target": ["name", "ok"]}, label="ok") == 1
+        with pytest.raises(StudentTimeout) as first:
+            session.request({**call, "target": ["name", "hangs"]}, label="hangs")
+        with pytest.raises(StudentTimeout) as again:                  # not sent again: same message
+            session.request({**call, "target": ["name", "hangs"]}, label="hangs", timeout=30)
+        assert str(again.value) == str(first.value)
+        assert [name for name, _ in sent] == ["ok", "hangs"]
+        assert all(t <= 1.5 for _, t in sent)                  # no call may outlast the suite's budget
+        time.sleep(0.7)
+        with pytest.raises(StudentTimeout, match=r"calls to your notebook \(1.5 s\) ran out"):
+            session.request({**call, "target": ["name", "ok"]}, label="ok")
+        assert len(sent) == 2
+    finally:
+        session._zmq.destroy(linger=0)
