@@ -5,7 +5,7 @@
     release [assignment ...]                           course/<a>/ from solutions/<a>/ (nbgrader)
     bundle [--out dlcourse-student.zip]                the student bundle (course/ without caches)
     demo                                               release, grade sample submissions, show grades
-    bench [assignment]                                 how long grading takes, 1 vs 2 workers
+    bench [assignment]                                 our grader vs nbgrader autograde, 1 vs 2 workers
     gradescope <assignment> [--out FILE.zip]           a Gradescope autograder zip for the assignment
 
 Exit status: 0 when the command did its job (a broken submission still gets a grade, so grading
@@ -308,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(setting_workers=2)
     d.set_defaults(func=cmd_demo)
 
-    be = sub.add_parser("bench", help="grading time per submission and with 1 vs 2 workers")
+    be = sub.add_parser("bench", help="our grader against nbgrader autograde, and 1 vs 2 workers, side by side")
     be.add_argument("assignment", nargs="?", help="default: the first assignment with a bank")
-    be.add_argument("--n", type=int, default=8, help="submissions in the 1-vs-2-workers batch (>= 8)")
+    be.add_argument("--n", type=int, default=8, help="submissions each grader grades (>= 2)")
     be.add_argument("--out", help="keep the bench's files here (default: a temporary folder)")
     add_settings_arguments(be)
     be.set_defaults(func=cmd_bench)
