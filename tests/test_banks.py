@@ -4,8 +4,16 @@ A bank (tests/bank/b<NN>_<name>.py, see tests/bank/common.py) holds the referenc
 but differently written solutions that must get full marks, typical honest mistakes that must lose
 points in their own cell, cheats that must lose points, and broken files. A new assignment's bank is
 picked up here by its file name; nothing else needs writing.
+
+Each bank is graded once per session. The grading starts in the background as soon as the tests
+are collected (conftest.py calls `start_grading` for the banks the selected tests need, and moves
+those tests to the end of the run), at a lower CPU priority: the other tests, mostly one process on
+one core, keep their speed, and the banks use the cores they leave idle.
 """
 import importlib
+import os
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,21 +25,68 @@ MIN_NAMING_RATE = 0.8       # issue 9: at least 80 % of a bank's honest mistakes
 BANKS = [importlib.import_module(f"bank.{path.stem}")
          for path in sorted((Path(__file__).parent / "bank").glob("b[0-9][0-9]_*.py"))]
 CASES = [(bank, case) for bank in BANKS for case in bank.CASES]
+NICE = 10          # the background banks' CPU priority (higher = yield more to the other tests)
 
 
 def bank_id(bank):
     return bank.ASSIGNMENT
 
 
+class BankGrading:
+    """Grades banks, one batch command per bank, in a background thread; `run(bank)` waits for one."""
+
+    def __init__(self, banks, *, nice: int = 0):
+        self.banks = list(banks)
+        self.nice = nice
+        self.runs, self.errors = {}, {}
+        self.done = {bank.ASSIGNMENT: threading.Event() for bank in self.banks}
+        self.workdir = tempfile.TemporaryDirectory(prefix="dlcourse-banks-")
+        self.thread = threading.Thread(target=self._grade_all, name="bank-grading", daemon=True)
+
+    def start(self) -> "BankGrading":
+        self.thread.start()
+        return self
+
+    def _grade_all(self):
+        for bank in self.banks:
+            try:
+                self.runs[bank.ASSIGNMENT] = grade_bank(bank.ASSIGNMENT, bank.CASES,
+                                                        Path(self.workdir.name) / f"bank_{bank.ASSIGNMENT}",
+                                                        workers=2, nice=self.nice)
+            except Exception as e:  # noqa: BLE001 - reported by the bank's tests
+                self.errors[bank.ASSIGNMENT] = e
+            finally:
+                self.done[bank.ASSIGNMENT].set()
+
+    def run(self, bank):
+        self.done[bank.ASSIGNMENT].wait()
+        if bank.ASSIGNMENT in self.errors:
+            raise self.errors[bank.ASSIGNMENT]
+        return self.runs[bank.ASSIGNMENT]
+
+
+_BACKGROUND: BankGrading | None = None
+
+
+def start_grading(assignments) -> None:
+    """Start grading the banks of `assignments` in the background (conftest.py, after collection)."""
+    global _BACKGROUND
+    wanted = [bank for bank in BANKS if bank.ASSIGNMENT in set(assignments)]
+    if wanted and _BACKGROUND is None and not os.environ.get("DLCOURSE_BANKS_IN_FOREGROUND"):
+        _BACKGROUND = BankGrading(wanted, nice=NICE).start()
+
+
 @pytest.fixture(scope="session")
-def graded(tmp_path_factory):
-    """bank -> its BankRun, each bank graded once (lazily, the first time a test asks for it)."""
+def graded():
+    """bank -> its BankRun, each bank graded once (in the background if it was started there)."""
     runs = {}
 
     def get(bank):
         if bank.ASSIGNMENT not in runs:
-            run = grade_bank(bank.ASSIGNMENT, bank.CASES, tmp_path_factory.mktemp(f"bank_{bank.ASSIGNMENT}"),
-                             workers=2)
+            if _BACKGROUND is not None and bank.ASSIGNMENT in _BACKGROUND.done:
+                run = _BACKGROUND.run(bank)
+            else:
+                run = BankGrading([bank]).start().run(bank)
             print(f"\n{bank.ASSIGNMENT}: {len(bank.CASES)} submissions graded in {run.seconds:.0f} s")
             runs[bank.ASSIGNMENT] = run
         return runs[bank.ASSIGNMENT]

@@ -29,6 +29,7 @@ import functools
 import importlib
 import math
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -407,13 +408,15 @@ class BankRun:
     cases: list = field(default_factory=list)
 
 
-def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: float = 900) -> BankRun:
+def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: float = 1800,
+               nice: int = 0) -> BankRun:
     """Write `cases` into `workdir/submissions` and grade them all with ONE batch command.
 
     Runs `python -m autograder grade <assignment> <workdir/submissions> --workers N --force
     --run-size tiny --out <workdir/grades>` and reads back `<out>/<case>.json` for each case (None
     where missing). Run size "tiny" (DLCOURSE_RUN_SIZE in the kernel) shrinks the notebooks' own
     demonstrations, which the hidden suites never grade.
+    nice > 0 runs it (and the kernels it starts) at a lower CPU priority.
     """
     workdir = Path(workdir)
     subs, out = workdir / "submissions", workdir / "grades"
@@ -421,6 +424,8 @@ def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: fl
     cmd = [sys.executable, "-m", "autograder", "grade", assignment, str(subs),
            "--workers", str(workers), "--force", "--run-size", "tiny", "--out", str(out)]
     start = time.perf_counter()
+    if nice > 0 and shutil.which("nice"):
+        cmd = [shutil.which("nice"), "-n", str(nice), *cmd]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - start
     results = {}
