@@ -29,7 +29,9 @@ CANARY = "TOY-SUITE-CANARY-7f3a91"
 FULL, ADD, DOUBLE, CONV = 7.0, 2.0, 2.0, 3.0
 LIMITS = Limits(cell_timeout=3, call_timeout=2, interrupt_grace=1.5, total_timeout=120, memory_mb=768,
                 nproc=96, restarts=5)
-MARK = "987.654"      # `sleep 987.654`: a process the submission leaves behind on purpose
+# `sleep <MARK>`: a process the submission leaves behind on purpose; unique to this test run, so
+# that the same test running elsewhere on a shared machine cannot look like a leak of this one.
+MARK = f"987{os.getpid()}.654"
 
 
 def _notebook_text(nb) -> str:
