@@ -368,6 +368,21 @@ class DropoutFunction(torch.autograd.Function):
 '''
 
 
+# Doing nothing: every point needs behaviour that a no-op, a copy or a constant does not have.
+def layer_doing(result: str) -> str:
+    return f'''
+class Dropout(nn.Module):
+    """Keeps p and the generator as asked, and does nothing with them."""
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        self.p, self.generator = p, generator
+
+    def forward(self, x):
+        return {result}
+'''
+
+
 CASES = [
     Case("reference", "correct", sub(short=False), "full", "the solution notebook's own answers, full experiment"),
     Case("alt_bernoulli_own_layer", "alternative",
@@ -454,6 +469,14 @@ CASES = [
          "returns x unchanged as a tensor subclass whose ==, equal, allclose and isclose always agree (the grader "
          "receives a plain tensor); the reference layer built on it never drops"),
     # --- broken
+    Case("do_nothing_identity", "cheat",
+         sub(dropout=lambda: with_dropout_body("return x.clone()"), Dropout=layer_doing("x"),
+             DropoutFunction=FUNCTION_DOES_NOTHING), "zero",
+         "dropout returns a copy of x and the layer returns x: properties the identity has earn nothing"),
+    Case("do_nothing_zeros", "cheat",
+         sub(dropout=lambda: with_dropout_body("return torch.zeros_like(x)"), Dropout=layer_doing("torch.zeros_like(x)"),
+             DropoutFunction=FUNCTION_DOES_NOTHING),
+         "zero", "dropout and the layer return zeros (right shape, dtype and device; nothing else)"),
     Case("blank", "broken", lambda: release(ASSIGNMENT), "zero", "the release, untouched"),
 ]
 

@@ -19,9 +19,11 @@ Oracles
 - Generator: torch.Generator is not data, so it is created IN the student's kernel through the
   notebook's own `torch` module (a RemoteRef, see `remote_generator`). Nothing the kernel returns is
   trusted: reproducibility is checked by comparing outputs here.
-- Gradients: torch.autograd.functional.vjp runs in the kernel on the student's function (bound to
-  p, training and a generator with functools.partial, also built there); the returned vector-Jacobian
-  product must be v * mask / (1 - p), with the mask read off the returned output.
+- Gradients: computed in the grader, not taken from the kernel: with one generator seed (one mask)
+  dropout is linear in x, so dropout(x + v) - dropout(x) must be v * mask / (1 - p); and for an x
+  that requires grad the output must require grad (not detached).
+- Doing nothing earns nothing: every test also requires that training-mode dropout drops some
+  elements and keeps others (a function returning x, a copy, zeros or a constant scores 0).
 
 PyTorch's own dropout (aten dropout/native_dropout/feature_dropout/..., F.dropout, nn.Dropout) is
 forbidden while the student's function runs (op group "dropout").
@@ -45,12 +47,6 @@ CELL = "test_dropout"
 
 def student_dropout(student):
     return student.function("dropout", forbid=DROPOUT, timeout=60)
-
-
-def remote_partial(student, fn_ref, **kwargs):
-    """functools.partial(fn_ref, **kwargs), built in the student's kernel (kwargs: data or RemoteRefs)."""
-    functools = student.get("__builtins__").attr("__import__")("functools")
-    return functools.attr("partial")(fn_ref, **kwargs)
 
 
 def tensor_result(y, what):
@@ -112,6 +108,18 @@ def check_inverted_dropout_values(y, x, p, what):
              f"differ (your kept elements are about {ratio:.3g} times x)")
 
 
+def check_drops(fn, x, p, what):
+    """In training mode dropout(x, p) must drop some elements and keep others: no point of this
+    exercise goes to a function that does nothing (returns x, a copy, zeros or a constant)."""
+    y = tensor_result(fn(x, p, training=True), what)
+    check(tuple(y.shape) == tuple(x.shape), f"{what}: wrong shape: got {tuple(y.shape)}")
+    kept = y.detach() != 0
+    check(bool(kept.any()) and not bool(kept.all()),
+          f"{what}: in training mode dropout must drop some elements and keep the others "
+          f"({'nothing' if bool(kept.all()) else 'everything'} was dropped)")
+    return y
+
+
 # ------------------------------------------------------------------ inference and edge cases
 @points(1, cell=CELL)
 def test_identity_at_inference(student):
@@ -131,6 +139,7 @@ def test_identity_at_inference(student):
         named("dropout(x, p=0.4, training=False, generator=g)", ACTIVE_AT_INFERENCE)
     check(tuple(y.shape) == tuple(x.shape) and torch.equal(y.to(x.dtype), x),
           "dropout(x, p=0.4, training=False, generator=g) changed x: at inference dropout must do nothing")
+    check_drops(fn, x, 0.5, "dropout(x, p=0.5, training=True)")      # the flag matters: not always off
 
 
 @points(1, cell=CELL)
@@ -140,6 +149,7 @@ def test_p_zero_is_identity(student):
     y = tensor_result(student_dropout(student)(x, 0.0, training=True), "dropout(x, p=0.0)")
     check(tuple(y.shape) == tuple(x.shape), f"dropout(x, p=0.0): wrong shape: got {tuple(y.shape)}")
     check(torch.equal(y.to(x.dtype), x), "dropout(x, p=0.0) changed x: with p = 0 nothing is dropped or scaled")
+    check_drops(student_dropout(student), x, 0.5, "dropout(x, p=0.5)")   # p matters: not a function that does nothing
 
 
 @points(1, cell=CELL)
@@ -153,6 +163,7 @@ def test_p_one_gives_zeros(student):
           mistake=NAN_AT_P_ONE)
     check(bool((y == 0).all()), "dropout(x, p=1.0) must be all zeros: every element is dropped")
     check(y.dtype == x.dtype, f"dropout(x, p=1.0) on a float32 input returned {y.dtype}")
+    check_drops(student_dropout(student), x, 0.5, "dropout(x, p=0.5)")   # zeros only when p = 1
 
 
 @points(1, cell=CELL)
@@ -168,6 +179,12 @@ def test_invalid_p_raises_value_error(student):
         else:
             fail(f"dropout(x, p={bad}) returned a result; it must raise ValueError (p is a probability in [0, 1])",
                  mistake=NO_VALUE_ERROR)
+    for p in (0.0, 1.0):                                             # ...and only then
+        try:
+            tensor_result(fn(x, p), f"dropout(x, p={p})")
+        except StudentError as e:
+            fail(f"dropout(x, p={p}) raised {e.type_name}: p = {p} is a valid probability")
+    check_drops(fn, nonzero_input(20, 30, seed=5), 0.5, "dropout(x, p=0.5)")
 
 
 # ------------------------------------------------------------------ the values
@@ -227,6 +244,7 @@ def test_mask_on_the_input_device(student):
     # a mask made on the CPU (torch.rand(x.shape)) and multiplied with x raises, as it would cost a
     # host-to-device copy per step (or fail) on a GPU.
     fn = student_dropout(student)
+    check_drops(fn, nonzero_input(64, 256, seed=6), 0.5, "dropout(x, p=0.5) on the CPU")
     x = torch.empty(64, 256, device="meta")
     try:
         y = fn(x, 0.5)
@@ -314,27 +332,30 @@ def test_generator_controls_the_mask(student):
 @points(1, cell=CELL)
 def test_gradient_is_mask_over_keep_probability(student):
     """gradients flow through dropout: d(output)/dx = mask / (1 - p)"""
+    # The gradient is computed HERE from the student's outputs, never taken from the kernel: with the
+    # same generator seed (the same mask) dropout is linear in x, so dropout(x + v) - dropout(x) is
+    # exactly the (diagonal) Jacobian applied to v, which must be v * mask / (1 - p). The output
+    # must also stay connected to x (no .detach(), no torch.no_grad(), no in-place write to x): for
+    # an x that requires grad, the result must require grad.
     p = 0.3
     x = nonzero_input(20, 30, seed=50)
     v = torch.randn(20, 30, generator=torch.Generator().manual_seed(51))
-    fn = remote_partial(student, student.get("dropout"), p=p, training=True,
-                        generator=remote_generator(student, 52))
-    vjp = student.get("torch").attr("autograd").attr("functional").method("vjp", forbid=DROPOUT, timeout=60)
+    fn = student_dropout(student)
+    y0 = tensor_result(fn(x, p, True, remote_generator(student, 52)), f"dropout(x, p={p}, generator=g)")
+    check_inverted_dropout_values(y0, x, p, f"dropout(x, p={p}, generator=g)")
+    y1 = tensor_result(fn(x + v, p, True, remote_generator(student, 52)), f"dropout(x + v, p={p}, generator=g)")
+    check(tuple(y1.shape) == tuple(x.shape), f"dropout(x + v, p={p}): wrong shape: got {tuple(y1.shape)}")
+    expected = v.double() * (y0 != 0) / (1 - p)
+    ok = torch.isclose(y1.double() - y0.double(), expected, rtol=1e-4, atol=1e-5)
+    check(bool(ok.all()), f"dropout(x + v) - dropout(x) with the same generator seed differs from v * mask / (1 - p) "
+                          f"for {int((~ok).sum())} of {ok.numel()} elements: the derivative of dropout is "
+                          f"mask / (1 - p) (does the mask depend on x rather than on the generator only?)")
     try:
-        result = vjp(fn, x, v)
+        y = fn(x.clone().requires_grad_(True), p, True, remote_generator(student, 53))
     except StudentError as e:
         if "in-place" in str(e.error_message).lower() or "inplace" in str(e.error_message).lower():
-            named(f"backpropagation through dropout(x, p={p}) failed ({e.type_name})", IN_PLACE)
-        fail(f"backpropagation through dropout(x, p={p}) failed ({e.type_name}: {e.error_message[:200]}); the output "
-             f"must be a differentiable function of x (no .detach(), no torch.no_grad(), no in-place writes to x)")
-    check(isinstance(result, (tuple, list)) and len(result) == 2, "backpropagation through dropout gave no gradient")
-    y, grad = result
-    check_inverted_dropout_values(y, x, p, f"dropout(x, p={p})")
-    check(isinstance(grad, torch.Tensor) and tuple(grad.shape) == tuple(x.shape),
-          "backpropagation through dropout gave no gradient of x's shape")
-    expected = v * (y != 0) / (1 - p)
-    ok = torch.isclose(grad.double(), expected.double(), rtol=1e-4, atol=1e-5)
-    if not bool(ok.all()) and bool((grad == 0).all()):
-        named(f"the gradient of dropout(x, p={p}) is zero everywhere", DETACHED)
-    check(bool(ok.all()), f"the gradient of dropout(x, p={p}) is wrong for {int((~ok).sum())} of {ok.numel()} "
-                          f"elements: it must be mask / (1 - p) (0 where dropped); is the output detached from x?")
+            named(f"dropout(x, p={p}) for an x that requires grad failed ({e.type_name})", IN_PLACE)
+        fail(f"dropout(x, p={p}) failed for an x that requires grad ({e.type_name}: {e.error_message[:200]}); the "
+             f"output must be a differentiable function of x (no .detach(), no torch.no_grad(), no in-place writes)")
+    if not (isinstance(y, torch.Tensor) and y.requires_grad):
+        named(f"dropout(x, p={p}) for an x that requires grad", DETACHED)

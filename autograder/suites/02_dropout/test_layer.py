@@ -81,6 +81,17 @@ def check_rule(y, x, p, what):
           f"{what}: the kept elements are not x / (1 - p)")
 
 
+def check_layer_drops(layer, what):
+    """A layer in training mode must drop some elements and keep others: no point of this exercise
+    goes to a layer that does nothing (returns x, a copy, zeros or a constant)."""
+    x = nonzero_input(20, 30, seed=90)
+    y = forward(layer, x, what)
+    kept = y != 0
+    check(bool(kept.any()) and not bool(kept.all()),
+          f"{what}: in training mode the layer must drop some elements and keep the others "
+          f"({'nothing' if bool(kept.all()) else 'everything'} was dropped)")
+
+
 @points(1, cell=CELL)
 def test_layer_defaults_and_modes(student):
     """Dropout() has p = 0.5, starts in training mode, and .eval() / .train() switch self.training"""
@@ -94,6 +105,7 @@ def test_layer_defaults_and_modes(student):
     set_mode(layer, "train")
     check(layer.attr("training") is True, "after .train(), self.training must be True")
     check(make_layer(student, 0.3).attr("p") == 0.3, "Dropout(0.3).p must be 0.3")
+    check_layer_drops(layer, "Dropout()(x) in training mode")
 
 
 @points(1, cell=CELL)
@@ -183,3 +195,7 @@ def test_layer_rejects_invalid_p(student):
             check(e.type_name == "ValueError", f"Dropout({bad}) raised {e.type_name}; it must raise ValueError")
         else:
             fail(f"Dropout({bad}) was built and applied without a ValueError; p must be in [0, 1]")
+    try:
+        check_layer_drops(make_layer(student, 0.5), "Dropout(0.5)(x)")    # ...and only then
+    except StudentError as e:
+        fail(f"Dropout(0.5) raised {e.type_name}: p = 0.5 is a valid probability")
