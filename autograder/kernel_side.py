@@ -45,6 +45,7 @@ GROUPS = {
     # forward-mode duals (jvp, jacfwd); and, in the dispatch guard, any operator run by the autograd engine
     # while it executes a backward node, however the engine was reached (see _DispatchGuard).
     "autograd": r"^(backward|grad|_?make_dual|_?unpack_dual)$",
+    "pooling": r"pool",                                # max/avg/adaptive/fractional/lp pooling, their backwards, unpool
 }
 
 MAX_MESSAGE = 2000
@@ -126,6 +127,9 @@ def _probes(group):
     if group == "unfold":
         return [lambda: torch.ops.aten.im2col.default(x4, [1, 1], [1, 1], [0, 0], [1, 1]),
                 lambda: torch._C._nn.im2col(x4, [1, 1], [1, 1], [0, 0], [1, 1])]
+    if group == "pooling":
+        return [lambda: torch.ops.aten.max_pool2d_with_indices.default(x4, [1, 1]),
+                lambda: torch._C._nn.avg_pool2d(x4, [1, 1])]
     if group == "dropout":
         return [lambda: torch.ops.aten.native_dropout.default(x1, 0.5, True),
                 lambda: torch._C._VariableFunctions.dropout(x1, 0.5, True)]

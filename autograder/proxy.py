@@ -371,7 +371,7 @@ class Student:
         return self.function(name)
 
     def function(self, name: str, forbid=(), timeout=None, forbid_calls=()) -> StudentFunction:
-        """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout", "autograd"),
+        """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout", "autograd", "pooling"),
         `forbid_calls` dotted names of callables it must not use ("dlcourse.receptive_field", "torchvision.models"),
         `timeout` seconds (see the module docstring)."""
         return StudentFunction(self._session, ("name", name), forbid=forbid, forbid_calls=forbid_calls,

@@ -76,6 +76,14 @@ def via_engine(x):                              # the engine itself, past every 
     torch.autograd.Variable._execution_engine.run_backward((out,), (torch.ones(()),), False, False, (), False, True)
     return x.grad
 def by_hand(x): return 2 * x
+def via_max_pool(x): return F.max_pool2d(x, 2)
+def via_avg_pool_module(x): return nn.AvgPool2d(2)(x)
+def via_aten_pool(x): return torch.ops.aten.max_pool2d_with_indices(x, [2, 2])[0]
+def via_adaptive_pool(x): return nn.AdaptiveMaxPool2d(1)(x)
+def via_pool_backward(x):
+    x = x.clone().requires_grad_(True)
+    return torch.autograd.grad(F.max_pool2d(x, 2).sum(), x)[0]
+def own_pool(x): return x.reshape(*x.shape[:2], x.shape[2] // 2, 2, x.shape[3] // 2, 2).amax(dim=(3, 5))
 def pops_guard(x, w):                           # invisible to the grader's source scan
     getattr(torch._C, "_pop_torch_" + "function_stack")()
     getattr(torch._C, "_pop_torch_" + "dispatch_stack")()
@@ -222,6 +230,19 @@ def test_dropout_group(student, name):
     with pytest.raises(ForbiddenCall, match="dropout"):
         student.function(name, forbid="dropout")(torch.ones(8))
     student.function(name, forbid="convolution")(torch.ones(8))
+
+
+@pytest.mark.parametrize("name", ["via_max_pool", "via_avg_pool_module", "via_aten_pool", "via_adaptive_pool",
+                                  "via_pool_backward"])
+def test_pooling_group(student, name):
+    with pytest.raises(ForbiddenCall, match="pool"):
+        student.function(name, forbid="pooling")(torch.ones(1, 1, 4, 4))
+    student.function(name, forbid=CONV)(torch.ones(1, 1, 4, 4))
+
+
+def test_pooling_written_by_hand_is_allowed(student):
+    x = torch.randn(2, 3, 4, 6)
+    assert torch.equal(student.function("own_pool", forbid=("pooling", "unfold"))(x), F.max_pool2d(x, 2))
 
 
 def test_dropout_that_does_nothing_is_allowed(student):
