@@ -1,0 +1,273 @@
+"""Submission bank of 04_alexnet_vgg (contract: tests/bank/common.py).
+
+Every case is the release notebook with the reference answers, except the answer cells a case replaces.
+Autograded test cells (grade ids) and their points:
+  test_topk_accuracy 3, test_max_pool2d 3, test_max_pool2d_backward 4, test_AlexNet 4, test_make_vgg 5;
+  q_3x3_stack (2) is graded by hand and is not part of the hidden suite.
+
+Each exercise's hidden tests call only that exercise's function, so honest mistakes of DIFFERENT
+exercises share a notebook and each must lose points in its own cell only (Lose.only). The one
+dependency: the reference max_pool2d_backward calls the student's max_pool2d, so a notebook with a
+max_pool2d mistake carries a self-contained backward (BACKWARD_LOOP and its variants).
+"""
+from __future__ import annotations
+
+import functools
+
+from .common import Case, Lose, edit, release, reference, submission
+
+ASSIGNMENT = "04_alexnet_vgg"
+
+TOPK, POOL, BACKWARD = "test_topk_accuracy", "test_max_pool2d", "test_max_pool2d_backward"
+CELLS = (TOPK, POOL, BACKWARD)
+
+ref = functools.partial(reference, ASSIGNMENT)   # ref(grade_id): the reference answer of one answer cell
+
+
+def lose(*cells: str) -> Lose:
+    """Lose points in `cells`, keep full points in every other autograded cell."""
+    return Lose.only(cells, CELLS)
+
+
+def sub(**answers):
+    """A build function: the release with these answer cells replaced (callables are called at build time)."""
+    return lambda: submission(ASSIGNMENT, **{k: (v() if callable(v) else v) for k, v in answers.items()})
+
+
+# =============================================================================================
+# Correct, differently written solutions
+# =============================================================================================
+TOPK_RANK = '''
+def topk_accuracy(logits, targets, ks=(1, 5)):
+    """The target's rank: how many classes score strictly above it; correct at k when rank < k."""
+    C = logits.size(1)
+    if any(k > C or k < 1 for k in ks):
+        raise ValueError("every k must be between 1 and the number of classes")
+    target_logit = logits.gather(1, targets.unsqueeze(1))              # (N, 1)
+    rank = (logits > target_logit).sum(dim=1)                          # (N,)
+    return [float((rank < k).float().mean()) for k in ks]
+'''
+
+TOPK_SORT = '''
+def topk_accuracy(logits, targets, ks=(1, 5)):
+    """Sort every row once; the position of the target in its sorted row is its rank."""
+    if max(ks) > logits.shape[1]:
+        raise ValueError(f"k={max(ks)} > number of classes {logits.shape[1]}")
+    order = logits.argsort(dim=1, descending=True)                     # (N, C)
+    position = (order == targets.view(-1, 1)).int().argmax(dim=1)      # (N,)
+    result = []
+    for k in ks:
+        result.append((position < k).sum().item() / len(targets))
+    return result
+'''
+
+POOL_LOOPS = '''
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """One output position at a time."""
+    if stride is None:
+        stride = kernel_size
+    K, S, P = kernel_size, stride, padding
+    N, C, H, W = x.shape
+    x_pad = torch.full((N, C, H + 2 * P, W + 2 * P), -math.inf, dtype=x.dtype)
+    x_pad[:, :, P:P + H, P:P + W] = x
+    H_out, W_out = (H + 2 * P - K) // S + 1, (W + 2 * P - K) // S + 1
+    out = torch.empty(N, C, H_out, W_out, dtype=x.dtype)
+    for i in range(H_out):
+        for j in range(W_out):
+            out[:, :, i, j] = x_pad[:, :, i * S:i * S + K, j * S:j * S + K].amax(dim=(2, 3))
+    return out
+'''
+
+POOL_AS_STRIDED = '''
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """A strided view (N, C, H_out, W_out, K, K) of the padded input: every window without a copy."""
+    K, P = kernel_size, padding
+    S = stride or K
+    x_pad = F.pad(x, [P] * 4, value=-float("inf")).contiguous()
+    N, C, Hp, Wp = x_pad.shape
+    H_out, W_out = (Hp - K) // S + 1, (Wp - K) // S + 1
+    sN, sC, sH, sW = x_pad.stride()
+    windows = x_pad.as_strided((N, C, H_out, W_out, K, K), (sN, sC, S * sH, S * sW, sH, sW))
+    return windows.amax(dim=(-2, -1))
+'''
+
+# A backward that does not call max_pool2d: one window at a time, argmax of the flattened window
+# (torch.argmax returns the FIRST maximal index, which is the course's tie rule).
+BACKWARD_LOOP = '''
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
+    K, P = kernel_size, padding
+    S = K if stride is None else stride
+    N, C, H, W = x.shape
+    H_out, W_out = grad_out.shape[-2:]
+    x_pad = F.pad(x, (P, P, P, P), value=float("-inf"))
+    grad = torch.zeros_like(x_pad)
+    for i in range(H_out):
+        for j in range(W_out):
+            window = x_pad[:, :, i * S:i * S + K, j * S:j * S + K].reshape(N, C, K * K)
+            best = window.argmax(dim=2)                                # (N, C): first maximum
+            r, c = i * S + best // K, j * S + best % K
+            for n in range(N):
+                for ch in range(C):
+                    grad[n, ch, r[n, ch], c[n, ch]] += grad_out[n, ch, i, j]
+    return grad[:, :, P:P + H, P:P + W]
+'''
+
+BACKWARD_AS_STRIDED = '''
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
+    """Windows as a strided view, the first argmax of each, then one index_put_ that adds duplicates."""
+    K, P = kernel_size, padding
+    S = stride if stride is not None else K
+    N, C, H, W = x.shape
+    x_pad = F.pad(x, [P] * 4, value=-float("inf")).contiguous()
+    Hp, Wp = x_pad.shape[-2:]
+    H_out, W_out = grad_out.shape[-2:]
+    sN, sC, sH, sW = x_pad.stride()
+    windows = x_pad.as_strided((N, C, H_out, W_out, K, K), (sN, sC, S * sH, S * sW, sH, sW))
+    best = windows.reshape(N, C, H_out, W_out, K * K).argmax(dim=-1)              # (N, C, H_out, W_out)
+    rows = torch.arange(H_out).view(1, 1, -1, 1) * S + best // K
+    cols = torch.arange(W_out).view(1, 1, 1, -1) * S + best % K
+    n = torch.arange(N).view(-1, 1, 1, 1).expand_as(best)
+    c = torch.arange(C).view(1, -1, 1, 1).expand_as(best)
+    grad = torch.zeros_like(x_pad)
+    grad.index_put_((n, c, rows, cols), grad_out, accumulate=True)
+    return grad[:, :, P:P + H, P:P + W]
+'''
+
+# =============================================================================================
+# Honest mistakes
+# =============================================================================================
+TOPK_GE = edit(TOPK_RANK, "rank = (logits > target_logit).sum(dim=1)",
+               "rank = (logits >= target_logit).sum(dim=1)                         # counts the target too")
+TOPK_LE_K = edit(TOPK_RANK, "(rank < k)", "(rank <= k)")
+TOPK_WRONG_DIM = '''
+def topk_accuracy(logits, targets, ks=(1, 5)):
+    if max(ks) > logits.shape[1]:
+        raise ValueError("k too large")
+    result = []
+    for k in ks:
+        top = logits.topk(k, dim=0).indices                 # (k, C): the wrong direction
+        result.append((top == targets).any(dim=0).float().mean().item())
+    return result
+'''
+TOPK_MEAN_OVER_K = '''
+def topk_accuracy(logits, targets, ks=(1, 5)):
+    if max(ks) > logits.shape[1]:
+        raise ValueError("k too large")
+    result = []
+    for k in ks:
+        hits = logits.topk(k, dim=1).indices == targets[:, None]     # (N, k)
+        result.append(hits.float().mean().item())                    # averages over N * k entries
+    return result
+'''
+
+POOL_STRIDE_ONE = edit(POOL_AS_STRIDED, "S = stride or K", "S = stride or 1")
+POOL_ZERO_PAD = edit(POOL_AS_STRIDED, 'value=-float("inf")', "value=0.0")
+
+BACKWARD_EVERY_ELEMENT = edit(BACKWARD_LOOP, '''            best = window.argmax(dim=2)                                # (N, C): first maximum
+            r, c = i * S + best // K, j * S + best % K
+            for n in range(N):
+                for ch in range(C):
+                    grad[n, ch, r[n, ch], c[n, ch]] += grad_out[n, ch, i, j]''',
+                              '''            grad[:, :, i * S:i * S + K, j * S:j * S + K] += grad_out[:, :, i, j, None, None]''')
+BACKWARD_ALL_TIES = edit(BACKWARD_LOOP, '''            best = window.argmax(dim=2)                                # (N, C): first maximum
+            r, c = i * S + best // K, j * S + best % K
+            for n in range(N):
+                for ch in range(C):
+                    grad[n, ch, r[n, ch], c[n, ch]] += grad_out[n, ch, i, j]''',
+                         '''            mask = window == window.amax(dim=2, keepdim=True)          # every maximum, ties included
+            grad[:, :, i * S:i * S + K, j * S:j * S + K] += (mask * grad_out[:, :, i, j, None]).reshape(N, C, K, K)''')
+BACKWARD_SPLIT = edit(BACKWARD_LOOP, '''            best = window.argmax(dim=2)                                # (N, C): first maximum
+            r, c = i * S + best // K, j * S + best % K
+            for n in range(N):
+                for ch in range(C):
+                    grad[n, ch, r[n, ch], c[n, ch]] += grad_out[n, ch, i, j]''',
+                      '''            mask = (window == window.amax(dim=2, keepdim=True)).to(x.dtype)
+            share = mask / mask.sum(dim=2, keepdim=True)               # ties share the gradient
+            grad[:, :, i * S:i * S + K, j * S:j * S + K] += (share * grad_out[:, :, i, j, None]).reshape(N, C, K, K)''')
+BACKWARD_LAST_TIE = edit(BACKWARD_LOOP, "best = window.argmax(dim=2)                                # (N, C): first maximum",
+                         "best = K * K - 1 - window.flip(-1).argmax(dim=2)          # (N, C): last maximum")
+
+
+BACKWARD_OVERWRITE = edit(BACKWARD_LOOP, "grad[n, ch, r[n, ch], c[n, ch]] += grad_out[n, ch, i, j]",
+                          "grad[n, ch, r[n, ch], c[n, ch]] = grad_out[n, ch, i, j]      # the last window wins")
+
+
+# =============================================================================================
+# Cheats and do-nothing answers
+# =============================================================================================
+POOL_F = '''
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    return F.max_pool2d(x, kernel_size, stride, padding)
+'''
+BACKWARD_AUTOGRAD_F = '''
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        torch.nn.MaxPool2d(kernel_size, stride, padding)(x).backward(grad_out)
+    return x.grad
+'''
+POOL_TENSOR_UNFOLD = '''
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    S = stride or kernel_size
+    x = F.pad(x, [padding] * 4, value=-float("inf"))
+    return x.unfold(2, kernel_size, S).unfold(3, kernel_size, S).amax(dim=(-2, -1))
+'''
+
+TOPK_NOTHING = '''
+def topk_accuracy(logits, targets, ks=(1, 5)):
+    return [0.0 for k in ks]
+'''
+POOL_NOTHING = '''
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    return x
+'''
+BACKWARD_NOTHING = '''
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
+    return torch.zeros_like(x)
+'''
+
+# =============================================================================================
+CASES = [
+    Case("reference", "correct", sub(), "full", "the solution notebook's own answers"),
+    Case("alt_rank_loops", "alternative",
+         sub(topk_accuracy=TOPK_RANK, max_pool2d=POOL_LOOPS, max_pool2d_backward=BACKWARD_LOOP),
+         "full", "top-k by the target's rank; pooling one output position at a time; backward one window at a "
+                 "time with argmax"),
+    Case("alt_sort_as_strided", "alternative",
+         sub(topk_accuracy=TOPK_SORT, max_pool2d=POOL_AS_STRIDED, max_pool2d_backward=BACKWARD_AS_STRIDED),
+         "full", "top-k by sorting each row; pooling and its backward on an as_strided view of all windows"),
+    # --- honest mistakes (different exercises share a notebook; each loses in its own cell only)
+    Case("demo_mistakes", "mistake",
+         sub(topk_accuracy=TOPK_GE, max_pool2d=POOL_STRIDE_ONE, max_pool2d_backward=BACKWARD_EVERY_ELEMENT),
+         lose(TOPK, POOL, BACKWARD),
+         "top-k with >= at the boundary (top-(k-1)); the stride defaults to 1; the gradient goes to every "
+         "element of the window"),
+    Case("mistakes_dim_zero_pad_all_ties", "mistake",
+         sub(topk_accuracy=TOPK_WRONG_DIM, max_pool2d=POOL_ZERO_PAD, max_pool2d_backward=BACKWARD_ALL_TIES),
+         lose(TOPK, POOL, BACKWARD),
+         "top-k over the images instead of the classes; padding with zeros; gradient to every tied maximum"),
+    Case("mistakes_mean_over_k_overwrite", "mistake",
+         sub(topk_accuracy=TOPK_MEAN_OVER_K, max_pool2d_backward=BACKWARD_OVERWRITE),
+         lose(TOPK, BACKWARD),
+         "top-k averaged over the N x k hits instead of the N rows; overlapping windows overwrite instead of add"),
+    Case("mistakes_le_k_split_ties", "mistake",
+         sub(topk_accuracy=TOPK_LE_K, max_pool2d_backward=BACKWARD_SPLIT),
+         lose(TOPK, BACKWARD),
+         "top-k with <= k (top-(k+1)); tied maxima share the gradient"),
+    Case("mistake_last_tie", "mistake", sub(max_pool2d_backward=BACKWARD_LAST_TIE), lose(BACKWARD),
+         "gradient to the last of the tied maxima"),
+    # --- cheats
+    Case("demo_cheat", "cheat",
+         sub(max_pool2d=POOL_F, max_pool2d_backward=BACKWARD_AUTOGRAD_F),
+         lose(POOL, BACKWARD), "F.max_pool2d, and autograd through nn.MaxPool2d for the backward"),
+    Case("cheat_tensor_unfold", "cheat", sub(max_pool2d=POOL_TENSOR_UNFOLD), lose(POOL, BACKWARD),
+         "windows by Tensor.unfold (the reference backward calls this max_pool2d)"),
+    # --- nothing done
+    Case("do_nothing", "broken",
+         sub(topk_accuracy=TOPK_NOTHING, max_pool2d=POOL_NOTHING, max_pool2d_backward=BACKWARD_NOTHING),
+         "zero", "every function returns something of the right kind that does nothing: 0 accuracy, the input, "
+                 "a zero gradient"),
+    Case("blank", "broken", lambda: release(ASSIGNMENT), "zero", "the release, untouched"),
+]
+
+DEMO = {"correct": "reference", "mistakes": "demo_mistakes", "blank": "blank", "cheat": "demo_cheat"}
