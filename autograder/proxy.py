@@ -13,7 +13,7 @@ the kernel and comes back as a `RemoteRef`. A RemoteRef used where data was expe
 `BadResult` ("... returned an object of type X; expected a tensor or plain data").
 
 Rules on a call, checked while the student's function runs (not by reading its source):
-  forbid=        op groups ("convolution", "unfold", "dropout", "autograd"): any torch route to such an
+  forbid=        op groups ("convolution", "unfold", "dropout", "autograd", "pooling"): any torch route to such an
                  operator (F.conv2d, an alias, nn.Conv2d, torch.ops.aten.*, ...) is a forbidden use.
   forbid_calls=  dotted names of Python callables the function must not call: a function
                  ("dlcourse.receptive_field"), a class ("torchvision.models.VGG": any of its methods,
