@@ -2,7 +2,8 @@
 
 Every case is the release notebook with the reference answers, except the answer cells a case replaces.
 Autograded test cells (grade ids) and their points:
-  test_topk_accuracy 3, test_max_pool2d 3, test_max_pool2d_backward 4, test_AlexNet 4, test_make_vgg 5;
+  test_topk_accuracy 3, test_max_pool2d 3, test_max_pool2d_backward 4, test_AlexNet 4, test_make_vgg 5
+  (19 autograded points);
   q_3x3_stack (2) is graded by hand and is not part of the hidden suite.
 
 Each exercise's hidden tests call only that exercise's function, so honest mistakes of DIFFERENT
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import functools
 
-from .common import Case, Lose, edit, release, reference, submission
+from .common import Case, Lose, Named, edit, release, reference, submission
 
 ASSIGNMENT = "04_alexnet_vgg"
 
 TOPK, POOL, BACKWARD = "test_topk_accuracy", "test_max_pool2d", "test_max_pool2d_backward"
-CELLS = (TOPK, POOL, BACKWARD)
+ALEX, VGG = "test_AlexNet", "test_make_vgg"
+CELLS = (TOPK, POOL, BACKWARD, ALEX, VGG)
 
 ref = functools.partial(reference, ASSIGNMENT)   # ref(grade_id): the reference answer of one answer cell
 
@@ -226,47 +228,219 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
     return torch.zeros_like(x)
 '''
 
+
+# =============================================================================================
+# Part 2: AlexNet and make_vgg
+# =============================================================================================
+ALEX_SEQUENTIAL = """
+class AlexNet(nn.Sequential):
+    \"\"\"The whole network as one nn.Sequential of named stages; no forward of its own.\"\"\"
+
+    def __init__(self, num_classes=1000):
+        spec = [(64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False), (256, 3, 1, 1, False),
+                (256, 3, 1, 1, True)]              # (kernels, size, stride, padding, pooling after)
+        features, channels = [], 3
+        for out, k, s, p, pool in spec:
+            features += [nn.Conv2d(channels, out, k, stride=s, padding=p), nn.ReLU()]
+            if pool:
+                features.append(nn.MaxPool2d(3, 2))
+            channels = out
+        super().__init__()
+        self.add_module("features", nn.Sequential(*features))
+        self.add_module("avgpool", nn.AdaptiveAvgPool2d(6))
+        self.add_module("flatten", nn.Flatten())
+        self.add_module("classifier", nn.Sequential(
+            nn.Dropout(), nn.Linear(9216, 4096), nn.ReLU(),
+            nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(),
+            nn.Linear(4096, num_classes)))
+"""
+
+VGG_NESTED = """
+from collections import OrderedDict
+
+
+def make_vgg(cfg, batch_norm=False, num_classes=1000):
+    \"\"\"One nn.Sequential with named parts (nested Sequentials): the keys are features.*, classifier.*.\"\"\"
+    features, c = nn.Sequential(), 3
+    for v in cfg:
+        if v == "M":
+            features.append(nn.MaxPool2d(2))
+            continue
+        features.append(nn.Conv2d(c, v, 3, 1, 1))
+        if batch_norm:
+            features.append(nn.BatchNorm2d(v))
+        features.append(nn.ReLU())
+        c = v
+    classifier = nn.Sequential(nn.Linear(c * 49, 4096), nn.ReLU(), nn.Dropout(0.5),
+                               nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, num_classes))
+    return nn.Sequential(OrderedDict(features=features, avgpool=nn.AdaptiveAvgPool2d((7, 7)),
+                                     flatten=nn.Flatten(1), classifier=classifier))
+"""
+
+
+def alex_96_filters():
+    return edit(edit(ref("AlexNet"), "nn.Conv2d(3, 64,", "nn.Conv2d(3, 96,"), "nn.Conv2d(64, 192,", "nn.Conv2d(96, 192,")
+
+
+def alex_dropout_after_relu():
+    return edit(ref("AlexNet"), """            nn.Dropout(p=0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),         # (N, 4096)
+            nn.Dropout(p=0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True),                # (N, 4096)""",
+                """            nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True), nn.Dropout(p=0.5),
+            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(p=0.5),""")
+
+
+def alex_no_relu_after_conv5():
+    return edit(ref("AlexNet"), "nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),",
+                "nn.Conv2d(256, 256, kernel_size=3, padding=1),")
+
+
+def vgg_no_relu():
+    return edit(ref("make_vgg"), "            layers.append(nn.ReLU(inplace=True))\n", "")
+
+
+def vgg_ignores_m():
+    return edit(ref("make_vgg"), "layers.append(nn.MaxPool2d(kernel_size=2, stride=2))             # halves H and W",
+                "continue")
+
+
+def vgg_bn_after_relu():
+    return edit(ref("make_vgg"), """            if batch_norm:
+                layers.append(nn.BatchNorm2d(v))
+            layers.append(nn.ReLU(inplace=True))""", """            layers.append(nn.ReLU(inplace=True))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(v))""")
+
+
+TOPK_LIBRARY = """
+def topk_accuracy(logits, targets, ks=(1, 5)):
+    scores = dl.topk_accuracy(logits, targets, ks)
+    return [float(scores[f"top{k}"]) for k in ks]
+"""
+ALEX_SUBCLASS = """
+import torchvision
+
+
+class AlexNet(torchvision.models.AlexNet):
+    pass
+"""
+VGG_TORCHVISION = """
+import torchvision
+
+
+def make_vgg(cfg, batch_norm=False, num_classes=1000):
+    return torchvision.models.VGG(torchvision.models.vgg.make_layers(cfg, batch_norm), num_classes=num_classes)
+"""
+ALEX_COPIES_LAYERS = """
+import importlib
+
+
+class AlexNet(nn.Module):
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        ready = getattr(importlib.import_module("torchvision." + "models"), "alex" + "net")(num_classes=num_classes)
+        self.features, self.avgpool, self.classifier = ready.features, ready.avgpool, ready.classifier
+
+    def forward(self, X):
+        return self.classifier(torch.flatten(self.avgpool(self.features(X)), 1))
+"""
+VGG_DELEGATES = """
+class _Net(nn.Module):
+    \"\"\"Right keys, but forward hands the work to a torchvision network made from the loaded weights.\"\"\"
+
+    def __init__(self, cfg, batch_norm, num_classes):
+        super().__init__()
+        import torchvision
+        self.args = (cfg, batch_norm, num_classes)
+        inner = torchvision.models.vgg.VGG(torchvision.models.vgg.make_layers(cfg, batch_norm), num_classes)
+        self.features, self.classifier = inner.features, inner.classifier
+
+    def forward(self, X):
+        import torchvision
+        ready = torchvision.models.vgg.VGG(torchvision.models.vgg.make_layers(self.args[0], self.args[1]),
+                                           self.args[2])
+        ready.load_state_dict(self.state_dict())
+        return ready.eval()(X)
+
+
+def make_vgg(cfg, batch_norm=False, num_classes=1000):
+    return _Net(cfg, batch_norm, num_classes)
+"""
+ALEX_NOTHING = """
+class AlexNet(nn.Module):
+    def __init__(self, num_classes=1000):
+        super().__init__()
+
+    def forward(self, X):
+        return X
+"""
+VGG_NOTHING = """
+def make_vgg(cfg, batch_norm=False, num_classes=1000):
+    return nn.Identity()
+"""
+
 # =============================================================================================
 CASES = [
     Case("reference", "correct", sub(), "full", "the solution notebook's own answers"),
     Case("alt_rank_loops", "alternative",
-         sub(topk_accuracy=TOPK_RANK, max_pool2d=POOL_LOOPS, max_pool2d_backward=BACKWARD_LOOP),
+         sub(topk_accuracy=TOPK_RANK, max_pool2d=POOL_LOOPS, max_pool2d_backward=BACKWARD_LOOP,
+             AlexNet=ALEX_SEQUENTIAL),
          "full", "top-k by the target's rank; pooling one output position at a time; backward one window at a "
-                 "time with argmax"),
+                 "time with argmax; AlexNet as an nn.Sequential subclass built from a spec list"),
     Case("alt_sort_as_strided", "alternative",
-         sub(topk_accuracy=TOPK_SORT, max_pool2d=POOL_AS_STRIDED, max_pool2d_backward=BACKWARD_AS_STRIDED),
-         "full", "top-k by sorting each row; pooling and its backward on an as_strided view of all windows"),
+         sub(topk_accuracy=TOPK_SORT, max_pool2d=POOL_AS_STRIDED, max_pool2d_backward=BACKWARD_AS_STRIDED,
+             make_vgg=VGG_NESTED),
+         "full", "top-k by sorting each row; pooling and its backward on an as_strided view of all windows; VGG as "
+                 "nested nn.Sequentials with the same state_dict keys"),
     # --- honest mistakes (different exercises share a notebook; each loses in its own cell only)
     Case("demo_mistakes", "mistake",
-         sub(topk_accuracy=TOPK_GE, max_pool2d=POOL_STRIDE_ONE, max_pool2d_backward=BACKWARD_EVERY_ELEMENT),
-         lose(TOPK, POOL, BACKWARD),
+         sub(topk_accuracy=TOPK_GE, max_pool2d=POOL_STRIDE_ONE, max_pool2d_backward=BACKWARD_EVERY_ELEMENT,
+             AlexNet=alex_96_filters, make_vgg=vgg_no_relu),
+         lose(TOPK, POOL, BACKWARD, ALEX, VGG),
          "top-k with >= at the boundary (top-(k-1)); the stride defaults to 1; the gradient goes to every "
-         "element of the window"),
+         "element of the window; AlexNet with the paper's 96 first-layer kernels; VGG without ReLUs",
+         names=(Named(TOPK, "top-(k-1)"), Named(POOL, "stride 1"), Named(BACKWARD, "every element of the window"),
+                Named(ALEX, "96"), Named(VGG, "no relu"))),
     Case("mistakes_dim_zero_pad_all_ties", "mistake",
-         sub(topk_accuracy=TOPK_WRONG_DIM, max_pool2d=POOL_ZERO_PAD, max_pool2d_backward=BACKWARD_ALL_TIES),
-         lose(TOPK, POOL, BACKWARD),
-         "top-k over the images instead of the classes; padding with zeros; gradient to every tied maximum"),
+         sub(topk_accuracy=TOPK_WRONG_DIM, max_pool2d=POOL_ZERO_PAD, max_pool2d_backward=BACKWARD_ALL_TIES,
+             AlexNet=alex_no_relu_after_conv5, make_vgg=vgg_ignores_m),
+         lose(TOPK, POOL, BACKWARD, ALEX, VGG),
+         "top-k over the images instead of the classes; padding with zeros; gradient to every tied maximum; "
+         "AlexNet without the ReLU after conv5 (same keys); VGG ignoring 'M'",
+         names=(Named(TOPK, "columns"), Named(POOL, "zero-padded"), Named(BACKWARD, "every element that equals"),
+                Named(ALEX, "without the relu", "conv5"), Named(VGG, "no max pooling"))),
     Case("mistakes_mean_over_k_overwrite", "mistake",
-         sub(topk_accuracy=TOPK_MEAN_OVER_K, max_pool2d_backward=BACKWARD_OVERWRITE),
-         lose(TOPK, BACKWARD),
-         "top-k averaged over the N x k hits instead of the N rows; overlapping windows overwrite instead of add"),
+         sub(topk_accuracy=TOPK_MEAN_OVER_K, max_pool2d_backward=BACKWARD_OVERWRITE,
+             AlexNet=alex_dropout_after_relu, make_vgg=vgg_bn_after_relu),
+         lose(TOPK, BACKWARD, ALEX, VGG),
+         "top-k averaged over the N x k hits instead of the N rows; overlapping windows overwrite instead of add; "
+         "AlexNet's dropout after the ReLUs; VGG's batch norm after the ReLU",
+         names=(Named(TOPK, "divided by k"), Named(BACKWARD, "sum of their gradients"),
+                Named(ALEX, "dropout after each relu"), Named(VGG, "batch norm", "after the relu"))),
     Case("mistakes_le_k_split_ties", "mistake",
          sub(topk_accuracy=TOPK_LE_K, max_pool2d_backward=BACKWARD_SPLIT),
          lose(TOPK, BACKWARD),
-         "top-k with <= k (top-(k+1)); tied maxima share the gradient"),
+         "top-k with <= k (top-(k+1)); tied maxima share the gradient",
+         names=(Named(TOPK, "top-(k+1)"), Named(BACKWARD, "splits"))),
     Case("mistake_last_tie", "mistake", sub(max_pool2d_backward=BACKWARD_LAST_TIE), lose(BACKWARD),
-         "gradient to the last of the tied maxima"),
+         "gradient to the last of the tied maxima", names=Named(BACKWARD, "last")),
     # --- cheats
     Case("demo_cheat", "cheat",
-         sub(max_pool2d=POOL_F, max_pool2d_backward=BACKWARD_AUTOGRAD_F),
-         lose(POOL, BACKWARD), "F.max_pool2d, and autograd through nn.MaxPool2d for the backward"),
-    Case("cheat_tensor_unfold", "cheat", sub(max_pool2d=POOL_TENSOR_UNFOLD), lose(POOL, BACKWARD),
-         "windows by Tensor.unfold (the reference backward calls this max_pool2d)"),
+         sub(topk_accuracy=TOPK_LIBRARY, max_pool2d=POOL_F, max_pool2d_backward=BACKWARD_AUTOGRAD_F,
+             AlexNet=ALEX_SUBCLASS, make_vgg=VGG_TORCHVISION),
+         "zero", "the library's top-k; F.max_pool2d, and autograd through nn.MaxPool2d for the backward; AlexNet "
+                 "subclassing torchvision's; make_vgg returning torchvision's VGG"),
+    Case("cheat_disguised", "cheat",
+         sub(max_pool2d=POOL_TENSOR_UNFOLD, AlexNet=ALEX_COPIES_LAYERS, make_vgg=VGG_DELEGATES),
+         lose(POOL, BACKWARD, ALEX, VGG),
+         "windows by Tensor.unfold (the reference backward calls this max_pool2d); AlexNet copying the layers of "
+         "a torchvision model reached through importlib and strings; a VGG with the right keys whose forward "
+         "hands the loaded weights to a torchvision network"),
     # --- nothing done
     Case("do_nothing", "broken",
-         sub(topk_accuracy=TOPK_NOTHING, max_pool2d=POOL_NOTHING, max_pool2d_backward=BACKWARD_NOTHING),
-         "zero", "every function returns something of the right kind that does nothing: 0 accuracy, the input, "
-                 "a zero gradient"),
+         sub(topk_accuracy=TOPK_NOTHING, max_pool2d=POOL_NOTHING, max_pool2d_backward=BACKWARD_NOTHING,
+             AlexNet=ALEX_NOTHING, make_vgg=VGG_NOTHING),
+         "zero", "every answer runs and does nothing: 0 accuracy, the input, a zero gradient, an empty network, "
+                 "nn.Identity"),
     Case("blank", "broken", lambda: release(ASSIGNMENT), "zero", "the release, untouched"),
 ]
 

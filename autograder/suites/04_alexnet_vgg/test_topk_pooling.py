@@ -17,8 +17,9 @@ Known mistakes are computed with `route`, a slow, plain loop over windows with a
 average), of padding value and of adding or overwriting. Their outputs are only compared with the
 student's result to name the mistake; they are never sent to the kernel or shown.
 
-Forbidden inside the student's functions: torch's pooling (any operator named *pool*, also
-autograd through it) and unfolding (F.unfold, Tensor.unfold, im2col).
+Forbidden inside the student's functions: in topk_accuracy the library's metrics (dlcourse.metrics);
+in max_pool2d and max_pool2d_backward torch's pooling (any operator named *pool*, also autograd
+through it) and unfolding (F.unfold, Tensor.unfold, im2col).
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from autograder.testing import Mistake, RemoteRef, StudentError, assert_close, c
 
 POOL_RULES = ("pooling", "unfold")
 TOPK, POOL, BACKWARD = "test_topk_accuracy", "test_max_pool2d", "test_max_pool2d_backward"
+# The library's finished metric (dl.topk_accuracy, dl.accuracy, dl.num_correct: the module
+# dlcourse.metrics) is forbidden inside topk_accuracy, enforced while it runs (forbid_calls).
+TOPK_CALLS = {"forbid_calls": ("dlcourse.metrics",)}
 
 
 def gen(seed):
@@ -72,7 +76,7 @@ def topk_mistakes(logits, targets, ks):
 
 
 def call_topk(student, logits, targets, ks, what):
-    got = student.function("topk_accuracy", timeout=30)(logits, targets, ks=ks)
+    got = student.function("topk_accuracy", timeout=30, **TOPK_CALLS)(logits, targets, ks=ks)
     if isinstance(got, tuple):
         got = list(got)
     if not isinstance(got, list):
@@ -122,7 +126,7 @@ def test_topk_contract(student):
                  atol=1e-6, mistakes=topk_mistakes(logits, targets, (1, 8)))
     for ks in [(1, 9), (20,)]:
         try:
-            student.function("topk_accuracy", timeout=30)(logits, targets, ks=ks)
+            student.function("topk_accuracy", timeout=30, **TOPK_CALLS)(logits, targets, ks=ks)
         except StudentError as e:
             check(e.type_name == "ValueError",
                   f"topk_accuracy with ks={ks} on 8 classes raised {e.type_name}; it must raise ValueError")
