@@ -509,6 +509,20 @@ def syntax_error():
 
 
 # =============================================================================================
+# Doing nothing: every exercise returns a copy of its input or a constant (expected score 0).
+DO_NOTHING = {
+    "conv_output_size": "def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):\n    return size\n",
+    "conv2d_naive": "def conv2d_naive(x, weight, bias=None, stride=1, padding=0):\n    return x.clone()\n",
+    "conv_matrix": "def conv_matrix(kernel, input_shape):\n    return kernel.clone()\n",
+    "im2col": "def im2col(x, kernel_size, stride=1, padding=0):\n    return x.clone()\n",
+    "conv2d_im2col": "def conv2d_im2col(x, weight, bias=None, stride=1, padding=0):\n    return x.clone()\n",
+    "conv_params": "def conv_params(kernel_size, in_channels, out_channels, bias=True):\n    return 0\n",
+    "receptive_field": "def receptive_field(layers):\n    return 1\n",
+    "conv2d_backward": ("def conv2d_backward(grad_out, x, weight, stride=1, padding=0):\n"
+                        "    return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros(weight.shape[0])\n"),
+}
+
+
 CASES = [
     Case("reference", "correct", sub(), "full", "the solution notebook's own answers"),
     Case("alt_vectorised", "alternative",
@@ -607,6 +621,8 @@ CASES = [
                                       "conv2d_im2col", "conv2d_backward")}, receptive_field=steal_reference),
          "zero", "looks for the instructor's solution notebook on disk and runs it"),
     # --- broken submissions
+    Case("do_nothing", "cheat", sub(**DO_NOTHING), "zero",
+         "every exercise returns a copy of its input or a constant (zeros, 1, the input size)"),
     Case("blank", "broken", lambda: release(ASSIGNMENT), "zero", "the release, untouched"),
     Case("broken_not_a_notebook", "broken", lambda: b"this is not a notebook {", "zero", "not JSON at all"),
     Case("broken_syntax_error_and_hang", "broken", sub(conv2d_naive=syntax_error, receptive_field=HANGS_ON_DEEP_STACKS),

@@ -191,6 +191,17 @@ class LeNet5(nn.Module):
     def forward(self, X):
         return self.body(X)
 '''
+NOISY_LINEAR = edit(NO_ACT_MAX, "return self.classifier(X)",
+                    "out = self.classifier(X)\n        return out + 0.01 * torch.randn_like(out)   # noise hides linearity")
+DO_NOTHING_NET = edit(NET_SRC, "return self.classifier(X)", "return torch.zeros(X.shape[0], 10)")
+DO_NOTHING_SHAPES = '''
+def lenet_output_shapes(input_shape=(1, 1, 32, 32)):
+    return []
+'''
+DO_NOTHING_TRAIN = '''
+def train_lenet(net, train_iter, val_iter, num_epochs, lr):
+    return None
+'''
 BENCH_RENAMED = '''
 from dlcourse.bench import lenet as _layers      # a rename hides "bench" from a check on names
 
@@ -283,6 +294,12 @@ CASES = [
     Case("cheat_hardcoded_shapes", "cheat", lambda: submission(ASSIGNMENT, lenet_output_shapes=SHAPES_HARDCODED),
          Lose([SHAPES], keep=[NET, TRAIN]), "the 32x32 table copied into lenet_output_shapes"),
 
+    Case("cheat_noise_hides_linearity", "cheat", with_setup(SHRINK, LeNet5=NOISY_LINEAR), Lose([NET], keep=[SHAPES]),
+         "no activation, and random noise added to the output so that the linearity tests see no identity"),
+    Case("do_nothing", "cheat",
+         with_setup(SHRINK, LeNet5=DO_NOTHING_NET, lenet_output_shapes=DO_NOTHING_SHAPES,
+                    train_lenet=DO_NOTHING_TRAIN), "zero",
+         "the right layers but forward returns zeros, no shapes, a train_lenet that does nothing"),
     Case("blank", "broken", lambda: release(ASSIGNMENT), "zero", "the release as handed out: nothing answered"),
     Case("broken_file", "broken", _broken_json, "zero", "a truncated, unreadable file"),
 ]

@@ -8,6 +8,11 @@ Oracles
   linear layer on the flattened S4 output; both are the same function on a 32x32 input). Shapes
   are compared as a multiset, so names, registration order, nn.Sequential or separate attributes
   do not matter.
+- Doing nothing earns nothing: outputs must differ between images (not a constant), two LeNet5()
+  with different random initialisations must compute different functions (the output comes from
+  the layers' weights), and eval-mode outputs must be deterministic before any property is tested.
+- Ready-made networks: LeNet5() and its forward run with `forbid_calls` on dlcourse.bench and
+  torchvision.models (any name the student imported them under).
 - Non-linearity: a network without activations is affine (f(a + b) = f(a) + f(b) - f(0)); with
   max pooling but no activation it is still *shift-affine*: adding a constant c to every pixel
   adds a constant per channel after each convolution, which max pooling and the linear layers
@@ -137,6 +142,35 @@ def forward(net, X, what):
     return Y.detach().double()
 
 
+def check_uses_input(Y, what):
+    """Different images must give different outputs: a network that returns a constant earns nothing."""
+    check(float((Y - Y[:1]).abs().max()) > 1e-6,
+          f"{what}: every image gives the same output; the output must be computed from the input")
+
+
+def check_deterministic(net, X, Y, what):
+    """In eval mode the same input must give the same output: the property tests below rely on it,
+    and a network that adds noise could pass them by chance (randomness is not non-linearity)."""
+    again = forward(net, X, what)
+    check(torch.allclose(again, Y, rtol=1e-6, atol=1e-7),
+          f"{what}: the same images gave different outputs twice in evaluation mode; after net.eval() the "
+          f"network must be a fixed function of its input (no random noise, dropout only in training mode)")
+
+
+def check_uses_parameters(student):
+    """Two LeNet5() built after different torch seeds must compute different functions: the
+    output must come from the network's own (randomly initialised) parameters."""
+    torch_module = student.get("__builtins__").attr("__import__")("torch")
+    X = randn(4, 1, 32, 32, seed=11)
+    outputs = []
+    for seed in (1, 2):
+        torch_module.method("manual_seed")(seed)
+        outputs.append(forward(new_net(student), X, f"LeNet5 built after torch.manual_seed({seed})"))
+    check(not torch.allclose(outputs[0], outputs[1], rtol=1e-6, atol=1e-7),
+          "two LeNet5() with different random initialisations give the same outputs: forward must compute the "
+          "output with the network's layers (their weights), not without them")
+
+
 def param_shapes(state):
     return Counter(tuple(t.shape) for t in state.values() if isinstance(t, torch.Tensor))
 
@@ -197,7 +231,8 @@ def test_forward_shape(student):
     """LeNet5 maps a batch (N, 1, 32, 32) to logits (N, 10) for several batch sizes"""
     net = new_net(student)
     for N, seed in [(1, 1), (3, 2), (16, 3)]:
-        forward(net, randn(N, 1, 32, 32, seed=seed), f"LeNet5 on a ({N}, 1, 32, 32) batch")
+        Y = forward(net, randn(N, 1, 32, 32, seed=seed), f"LeNet5 on a ({N}, 1, 32, 32) batch")
+    check_uses_input(Y, "LeNet5 on a (16, 1, 32, 32) batch")
 
 
 @points(1, cell="test_LeNet5")
@@ -205,6 +240,7 @@ def test_layer_sizes(student):
     """LeNet5's layers have the table's sizes: 6 and 16 kernels of 5x5, then 120, 84 and 10 units"""
     net = new_net(student)
     check_lenet_shapes(net.state_dict(), "LeNet5")
+    check_uses_parameters(student)
 
 
 def centred(Y):
@@ -228,6 +264,8 @@ def test_not_linear(student):
     zero = torch.zeros(8, 1, 32, 32)
     fa, fb, fab, f0 = (f(a, "LeNet5 on random images"), f(b, "LeNet5 on random images"),
                        f(a + b, "LeNet5 on random images"), f(zero, "LeNet5 on blank images"))
+    check_deterministic(net, a, forward(net, a, "LeNet5 on random images"), "LeNet5 on random images")
+    check_uses_input(fa, "LeNet5 on random images")
     affine = relative(fab - fa - fb + f0, fa, fb)
     check(affine > 1e-3, "LeNet5 is a linear (affine) function of its input: f(a + b) = f(a) + f(b) - f(0): "
                          + NO_ACTIVATION, mistake=NO_ACTIVATION)
@@ -244,6 +282,7 @@ def test_returns_logits(student):
     """LeNet5.forward returns logits, not probabilities (no softmax: nn.CrossEntropyLoss applies it)"""
     net = new_net(student)
     Y = forward(net, 3 * randn(16, 1, 32, 32, seed=8), "LeNet5 on random images")
+    check_uses_input(Y, "LeNet5 on random images")
     probabilities = bool(((Y >= 0) & (Y <= 1)).all()) and torch.allclose(
         Y.sum(1), torch.ones(len(Y), dtype=Y.dtype), atol=1e-4)
     check(not probabilities, "LeNet5's outputs are probabilities (every row is in [0, 1] and sums to 1): " + SOFTMAX,
