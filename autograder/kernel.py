@@ -190,7 +190,7 @@ class KernelSession:
         km = _SandboxKernelManager(transport="ipc", ip=str(self.run_dir / "k"),
                                    connection_file=str(self.run_dir / "kernel.json"), kernel_name="python3")
         km.sandbox = self.sandbox
-        log_fd = open(self.run_dir / "kernel.log", "xb")   # noqa: SIM115 - handed to the kernel process
+        log_fd = self.sandbox.create_file(self.run_dir / "kernel.log")   # handed to the kernel process
         t0 = time.monotonic()
         try:
             try:
@@ -274,8 +274,9 @@ class KernelSession:
 
     def _kernel_log_tail(self, n: int = 2000) -> str:
         try:
-            return (self.run_dir / "kernel.log").read_bytes()[-n:].decode(errors="replace")
-        except OSError:
+            data = self.sandbox.read_file(self.run_dir / "kernel.log", 64 * 2**20, by_kernel=False)
+            return data[-n:].decode(errors="replace")
+        except (OSError, ValueError):
             return ""
 
     async def _alive(self) -> bool:
@@ -585,7 +586,7 @@ class KernelSession:
                             f"expected tensors, numbers, strings or lists/tuples/dicts of these") from None
         finally:
             try:
-                path.unlink()
+                self.sandbox.remove_file(path)
             except OSError:
                 pass
         result = check_result(result, label, self.limits.result_mb * 2**20)

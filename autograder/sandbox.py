@@ -82,18 +82,14 @@ from pathlib import Path
 UID_BASE = 61000
 UID_SLOTS = 1000
 LOCK_DIR_ROOT = Path("/run/dlcourse-grader")
-PRIVATE_TMPFS = {"/tmp": None, "/var/tmp": 64, "/run/lock": 1, "/dev/shm": 64}   # size in MB (None: limits)
-# The top-level folders a kernel needs: the operating system, devices, and its private /tmp. Every
-# other top-level folder (/home, /root, /srv, /opt, /mnt, a workplace's /work, ...) may hold another
-# checkout of the course with its suites and solutions, other students' work or the instructor's
-# files, so the kernel sees it empty too; what it needs from there (the venv, dlcourse) comes back
-# read-only through `keep`, and a folder holding the interpreter itself is never hidden.
-# The notebooks' run sizes (course/dlcourse/runsize.py; a test checks they agree): Limits.run_size puts
-# one into the kernel's environment, which shrinks the notebook's demonstrations (never what is graded).
-RUN_SIZES = ("tiny", "small", "large")
-RUN_SIZE_ENV = "DLCOURSE_RUN_SIZE"
-SYSTEM_DIRS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin",
-                         "sys", "tmp", "usr", "var"})
+PRIVATE_TMPFS = {"/tmp": None, "/var/tmp": 64, "/dev/shm": 64}   # size in MB (None: Limits.tmp_size_mb)
+# Hide by allowing: the kernel's root is a fresh, read-only tmpfs that holds only these folders of
+# the operating system (read-only), its own sandbox folder, the venv and the library (`keep`,
+# read-only), a new /proc, a minimal /dev and private size-limited /tmp, /var/tmp and /dev/shm.
+# Nothing else of the host exists for it (/home, /root, /srv, /opt, /var, /work, /mnt, ...), wherever
+# the course, its suites or other students' submissions are kept.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 @dataclass(frozen=True)
@@ -114,6 +110,8 @@ class Limits:
     file_size_mb: int = 256
     nofile: int = 1024
     tmp_size_mb: int = 256             # private /tmp
+    disk_mb: int = 512                 # the sandbox folder (home, run folders): a size-limited tmpfs as root
+    disk_files: int = 20_000           # files and folders in it (and in each private /tmp)
     output_bytes: int = 1_000_000      # notebook outputs kept in the executed notebook
     output_grace: float = 30.0         # after a cell's reply, how long its last outputs may take to arrive
     result_mb: int = 256               # one result file coming back from the kernel
@@ -227,8 +225,9 @@ class Sandbox:
     def __init__(self, limits: Limits, *, hide=(), keep=()):
         self.limits = limits
         self.mode = "none" if limits.isolation == "none" else isolation_mode()
-        self.hide = _outermost([*(Path(p).resolve() for p in hide), *_other_top_level_dirs()])
-        self.keep = sorted({str(Path(p).resolve()) for p in (*keep, *limits.readonly_paths)})
+        self.hide = _outermost(Path(p).resolve() for p in hide)   # only matters inside SYSTEM_DIRS
+        interpreter = [Path(sys.base_prefix).resolve(), Path(os.path.realpath(sys.executable)).parent]
+        self.keep = sorted({str(Path(p).resolve()) for p in (*keep, *limits.readonly_paths, *interpreter)})
         self.uid: int | None = None
         self._lock_fd: int | None = None
         self.dir: Path | None = None
@@ -243,6 +242,9 @@ class Sandbox:
         self._ns_init_fd: int | None = None
         self._launcher_fd: int | None = None
         self._ns_lock = threading.RLock()
+        self._dir_fd: int | None = None
+        self._run_fds: dict[Path, int] = {}
+        self.disk_bounded = False              # the sandbox folder is a size-limited tmpfs (root mode)
         self._runs = 0
 
     # ---- life cycle ------------------------------------------------------------------------
@@ -254,23 +256,45 @@ class Sandbox:
         self.close()
 
     def open(self) -> None:
+        """The sandbox folder. As root it is a size-limited tmpfs (disk_mb, disk_files) owned by root
+        with mode 0711: the kernel's uid owns only home/ and the run folders inside it, so it can
+        neither rename nor replace them, and it cannot fill the host's disk. Every later grader-side
+        file operation in it goes through directory file descriptors opened here (no path is
+        resolved again), see write_file/read_file/remove_file."""
+        prefix = "dlcourse-sbx-"
         if self.mode == "root":
             self.uid = self._claim_uid()
             self._sweep_uid()          # a grader that crashed may have left processes and files behind
-            for old in Path(tempfile.gettempdir()).glob("dlcourse-sbx-*"):
-                if old.lstat().st_uid == self.uid:
-                    shutil.rmtree(old, ignore_errors=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="dlcourse-sbx-"))
+            prefix = f"dlcourse-sbx-{self.uid}-"
+            for old in Path(tempfile.gettempdir()).glob(prefix + "*"):
+                _umount(old)
+                shutil.rmtree(old, ignore_errors=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         os.chmod(self.dir, 0o700)
+        if self.mode == "root":
+            lim = self.limits
+            try:
+                _mount(ctypes.CDLL(None, use_errno=True), "tmpfs", str(self.dir), "tmpfs", MS_NOSUID | MS_NODEV,
+                       f"size={lim.disk_mb}m,nr_inodes={lim.disk_files},mode=711,uid=0,gid=0")
+                self.disk_bounded = True
+            except OSError:
+                os.chmod(self.dir, 0o711)
+        self._dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         for sub in ("home", "tmp"):
-            (self.dir / sub).mkdir(mode=0o700)
-        self._give(self.dir, self.dir / "home", self.dir / "tmp")
+            os.mkdir(sub, 0o700, dir_fd=self._dir_fd)
+            if self.uid is not None:
+                os.chown(sub, self.uid, self.uid, dir_fd=self._dir_fd, follow_symlinks=False)
 
     def close(self) -> None:
         try:
             self.kill_all()
         finally:
+            for fd in [*self._run_fds.values(), self._dir_fd]:
+                if fd is not None:
+                    os.close(fd)
+            self._run_fds, self._dir_fd = {}, None
             if self.dir is not None:
+                _umount(self.dir)
                 shutil.rmtree(self.dir, ignore_errors=True)   # fd-based: planted symlinks are not followed
                 self.dir = None
             self._forget_ns()
@@ -324,11 +348,16 @@ class Sandbox:
         links in it."""
         self.kill_all()
         self._runs += 1
-        run = self.dir / f"run{self._runs}"
-        run.mkdir(mode=0o700)
-        self._give(run)
+        name = f"run{self._runs}"
+        os.mkdir(name, 0o700, dir_fd=self._dir_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dir_fd)
+        if self.uid is not None:
+            os.fchown(fd, self.uid, self.uid)
+        for old in self._run_fds.values():
+            os.close(old)
+        self._run_fds = {self.dir / name: fd}
         self._forget_ns()
-        return run
+        return self.dir / name
 
     def kernel_env(self, run_dir: Path | None = None) -> dict[str, str]:
         """The kernel's whole environment. IPython's and Jupyter's configuration folders live in the
@@ -340,7 +369,7 @@ class Sandbox:
         threads = str(self.limits.threads)
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": home, "TMPDIR": str(self.dir / "tmp"), "LANG": "C.UTF-8",
+            "HOME": home, "TMPDIR": "/tmp" if self.mode != "none" else str(self.dir / "tmp"), "LANG": "C.UTF-8",
             "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{home}/.config/matplotlib",
             "TORCH_HOME": f"{home}/.cache/torch", "XDG_CACHE_HOME": f"{home}/.cache",
             "XDG_CONFIG_HOME": f"{home}/.config", "IPYTHONDIR": f"{conf}/ipython",
@@ -372,14 +401,17 @@ class Sandbox:
         if self.mode != "root":         # RLIMIT_NPROC counts every process of the real uid
             nproc += sum(1 for pid in _proc_pids() if _read_status(pid).get("Uid", "").split()[:1] == [str(os.getuid())])
         mb = 2**20
+        isolated = self.mode != "none"
         spec = {
             "dir": str(self.dir),
-            "hide": [str(p) for p in self.hide
-                     if self.mode != "none" and not any(p.is_relative_to(t) for t in PRIVATE_TMPFS)],
-            "keep": self.keep if self.mode != "none" else [],
-            "tmpfs": ({p: (lim.tmp_size_mb if s is None else s) for p, s in PRIVATE_TMPFS.items()}
-                      if self.mode != "none" else {}),
-            "proc": self.mode != "none",
+            "root": isolated,
+            "hide": [str(p) for p in self.hide if isolated and any(p.is_relative_to(d) for d in SYSTEM_DIRS)],
+            "keep": self.keep if isolated else [],
+            "writable": [str(self.dir / "home"), *(str(p) for p in self._run_fds)] if isolated else [],
+            "devices": [*DEVICES, *(_gpu_devices() if lim.gpu else [])],
+            "tmpfs": ({p: (lim.tmp_size_mb if s is None else min(s, lim.tmp_size_mb)) for p, s in PRIVATE_TMPFS.items()}
+                      if isolated else {}),
+            "inodes": lim.disk_files,
             "reaper": self.mode != "none",
             "rlimits": {
                 "NPROC": nproc, "FSIZE": lim.file_size_mb * mb, "NOFILE": lim.nofile, "CORE": 0,
@@ -410,9 +442,32 @@ class Sandbox:
         return []
 
     # ---- files shared with the kernel -------------------------------------------------------
+    def _at(self, path: Path) -> tuple[int, str]:
+        """(directory fd, name) for a file directly inside the current run folder: the folder was
+        opened when it was made, so no component of the path is looked up again."""
+        fd = self._run_fds.get(Path(path).parent)
+        name = Path(path).name
+        if fd is None or name in ("", ".", "..") or "/" in name:
+            raise OSError(errno.EINVAL, f"{path} is not in the current run folder")
+        return fd, name
+
+    def create_file(self, path: Path):
+        """A new file in the run folder for the grader to write (the kernel's log): a binary file object."""
+        dir_fd, name = self._at(path)
+        return os.fdopen(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                                 dir_fd=dir_fd), "wb")
+
+    def remove_file(self, path: Path) -> None:
+        dir_fd, name = self._at(path)
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+
     def write_file(self, path: Path, data: bytes) -> None:
         """Create `path` (in a run dir) for the kernel to read; never follows a planted link."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        dir_fd, name = self._at(path)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
         try:
             if self.uid is not None:
                 os.fchown(fd, self.uid, self.uid)
@@ -422,17 +477,19 @@ class Sandbox:
         finally:
             os.close(fd)
 
-    def read_file(self, path: Path, max_bytes: int) -> bytes:
-        """Read a file the kernel wrote. Raises ValueError with a reason if it is not acceptable."""
+    def read_file(self, path: Path, max_bytes: int, *, by_kernel: bool = True) -> bytes:
+        """Read a file the kernel wrote (by_kernel=False: one the grader made, the kernel's log).
+        Raises ValueError with a reason if it is not acceptable."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            dir_fd, name = self._at(path)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
         except FileNotFoundError:
             raise ValueError("no result was written") from None
         except OSError as e:
             raise ValueError(f"the result file could not be opened ({errno.errorcode.get(e.errno, e.errno)})") from None
         try:
             st = os.fstat(fd)
-            owner = self.uid if self.uid is not None else os.getuid()
+            owner = self.uid if self.uid is not None and by_kernel else os.getuid()
             if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != owner:
                 raise ValueError("the result is not a plain file written by the kernel")
             if st.st_size > max_bytes:
@@ -639,14 +696,24 @@ def _alive(pidfd: int | None) -> bool:
         return False
 
 
-def _other_top_level_dirs() -> list[Path]:
-    """Top-level folders outside SYSTEM_DIRS (real folders, not symlinks such as /lib -> usr/lib)."""
-    return [p for p in Path("/").iterdir() if p.name not in SYSTEM_DIRS and p.is_dir() and not p.is_symlink()]
+def _gpu_devices() -> list[str]:
+    """/dev entries a CUDA kernel needs (nvidia*, dri/...)."""
+    try:
+        names = [n for n in os.listdir("/dev") if n.startswith("nvidia")]
+    except OSError:
+        names = []
+    return sorted(names) + (["dri"] if os.path.isdir("/dev/dri") else [])
+
+
+def _umount(path) -> None:
+    """Detach a mount (the sandbox folder's tmpfs), if there is one."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(os.fsencode(str(path)), 2)        # MNT_DETACH; fails harmlessly when nothing is mounted
 
 
 def _outermost(paths) -> list[Path]:
     """Drop paths inside other paths of the list, and paths that must never be hidden."""
-    never = {Path("/"), Path("/usr"), Path("/proc"), Path("/dev"), Path("/etc"), Path("/tmp"),
+    never = {Path("/"), *map(Path, SYSTEM_DIRS), Path("/proc"), Path("/dev"), Path("/tmp"),
              Path(sys.base_prefix).resolve()}
     result: list[Path] = []
     for p in sorted(set(paths), key=lambda q: len(q.parts)):
@@ -689,33 +756,15 @@ def _bind_readonly(libc, fd: int, target: str, readonly: bool = True) -> None:
         _mount(libc, None, target, None, flags)
 
 
+MNT_DETACH = 2
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}
+
+
 def _setup_and_exec(spec: dict) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    if spec["hide"] or spec["tmpfs"]:
+    if spec["root"]:
         _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
-        shown = {p: os.open(p, os.O_PATH) for p in spec["keep"] if os.path.exists(p)}
-        sandbox_fd = os.open(spec["dir"], os.O_PATH | os.O_DIRECTORY)
-        for path in spec["hide"]:
-            _mount(libc, "tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-        for path, size in spec["tmpfs"].items():
-            if os.path.isdir(path) and not os.path.islink(path):
-                _mount(libc, "tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=1777")
-        for path, fd in shown.items():
-            if os.path.isdir(f"/proc/self/fd/{fd}"):
-                os.makedirs(path, exist_ok=True)
-            elif not os.path.exists(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                open(path, "a").close()
-            _bind_readonly(libc, fd, path)
-        os.makedirs(spec["dir"], exist_ok=True)
-        _bind_readonly(libc, sandbox_fd, spec["dir"], readonly=False)
-        for path in spec["hide"]:
-            _mount(libc, None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    if spec["proc"]:
-        try:   # this PID namespace's own /proc: host processes become invisible
-            _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        except OSError:
-            pass
+        _new_root(libc, spec)
     if not spec["reaper"]:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)           # PR_SET_PDEATHSIG: die with the grader
         _exec_kernel(spec)
@@ -737,6 +786,98 @@ def _setup_and_exec(spec: dict) -> None:
         if pid == kernel:
             code = os.waitstatus_to_exitcode(status)
             os._exit(code if code >= 0 else 128 - code)
+
+
+def _new_root(libc, spec: dict) -> None:
+    """Build the kernel's whole file system view in a fresh tmpfs and make it the root (see SYSTEM_DIRS)."""
+    def path_fd(p):
+        try:
+            return os.open(p, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return None
+    system = {}
+    for p in SYSTEM_DIRS:
+        if os.path.islink(p):
+            system[p] = ("link", os.readlink(p))
+        elif os.path.isdir(p):
+            system[p] = ("dir", path_fd(p))
+    keep = {p: path_fd(p) for p in spec["keep"]            # already there, unless under a hidden path
+            if not any(os.path.commonpath([p, d]) == d for d in SYSTEM_DIRS)
+            or any(os.path.commonpath([p, h]) == h for h in spec["hide"])}
+    devices = {d: path_fd(f"/dev/{d}") for d in spec["devices"]}
+    sandbox = os.open(spec["dir"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    writable = {p: os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in spec["writable"]}
+    host_proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    new = "/tmp"                              # any folder will do as the mount point: it is left below
+    _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=755")
+
+    def inside(p):
+        return os.path.join(new, p.lstrip("/"))
+
+    def bind(fd, target, readonly=True):
+        if fd is None:
+            return
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(target, exist_ok=True)
+        elif not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "a").close()
+        _bind_readonly(libc, fd, target, readonly)
+
+    for p, (kind, what) in system.items():
+        if kind == "link":
+            os.symlink(what, inside(p))
+        else:
+            bind(what, inside(p))
+    for p in spec["hide"]:                    # inside an OS folder (a course kept under /usr/local, say)
+        if os.path.isdir(inside(p)):
+            _mount(libc, "tmpfs", inside(p), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for p, fd in keep.items():
+        bind(fd, inside(p))
+    for p in spec["hide"]:
+        if os.path.isdir(inside(p)):
+            _mount(libc, None, inside(p), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    os.makedirs(inside("/dev"))
+    _mount(libc, "tmpfs", inside("/dev"), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=1m,nr_inodes=256,mode=755")
+    for name, fd in devices.items():          # plain binds: device nodes need the host's dev flag
+        if fd is not None:
+            target = inside(f"/dev/{name}")
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.makedirs(target)
+            else:
+                open(target, "a").close()
+            _mount(libc, f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, inside(f"/dev/{name}"))
+    for p, size in spec["tmpfs"].items():
+        os.makedirs(inside(p), exist_ok=True)
+        _mount(libc, "tmpfs", inside(p), "tmpfs", MS_NOSUID | MS_NODEV,
+               f"size={size}m,nr_inodes={spec['inodes']},mode=1777")
+    # The sandbox folder read-only, with home/ and the run folder writable on top: mount points,
+    # which the kernel can neither rename nor replace (EBUSY), even where it owns the folder.
+    bind(sandbox, inside(spec["dir"]))
+    for p, fd in writable.items():
+        bind(fd, inside(p), readonly=False)
+    os.makedirs(inside("/proc"))
+    try:   # this PID namespace's own /proc: host processes stay invisible
+        _mount(libc, "proc", inside("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except OSError:
+        _mount(libc, f"/proc/self/fd/{host_proc}", inside("/proc"), None, MS_BIND | MS_REC)
+    _mount(libc, None, new, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=755")
+    os.chdir(new)
+    number = _PIVOT_ROOT.get(os.uname().machine)
+    if number is not None and libc.syscall(number, b".", b".") == 0:
+        if libc.umount2(b".", MNT_DETACH) != 0:      # the old root, stacked under the new one
+            raise OSError(ctypes.get_errno(), "could not detach the host's root")
+    else:
+        os.chroot(".")                             # rootfs (initramfs) cannot be pivoted away
+    os.chdir("/")
+    for fd in [*(v for k, v in system.values() if k == "dir"), *keep.values(), *devices.values(), sandbox,
+               *writable.values(), host_proc]:
+        if isinstance(fd, int):
+            os.close(fd)
 
 
 def _exec_kernel(spec: dict) -> None:

@@ -284,3 +284,126 @@ def test_a_crashed_kernels_clean_up_never_kills_another_gradings_kernel():
         b.close()
         a.close()
     assert _processes_with("543.2") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plants a link to a root-only folder; needs root")
+def test_a_run_folder_replaced_by_a_symlink_never_redirects_the_root_grader(tmp_path):
+    """From a cell, the kernel tries to rename its run folder (and the sandbox folder above it) and
+    put a symlink to a root-only folder in its place; the grader (root) then writes its request files
+    for the suite's calls. Nothing may appear in the root-only folder, and grading goes on."""
+    from autograder.runner import grade_notebook
+    target = Path(tempfile.mkdtemp(prefix="dlcourse-root-only-", dir="/var/tmp"))
+    os.chmod(target, 0o700)
+    plant = textwrap.dedent(f"""
+        import os
+        from ipykernel.connect import get_connection_file
+        run = os.path.dirname(get_connection_file())
+        planted = []
+        for victim in (run, os.path.dirname(run)):
+            try:
+                os.rename(victim, victim + ".moved")
+                os.symlink({str(target)!r}, victim)
+                planted.append(victim)
+            except OSError as e:
+                print("refused:", e)
+        print("planted:", planted)
+    """)
+    nb = toy_kit.insert_after(toy_kit.submission(), "add", plant)
+    path = tmp_path / "s.ipynb"
+    path.write_text(nbformat.writes(nb))
+    executed = tmp_path / "executed.ipynb"
+    try:
+        result = grade_notebook(toy_kit.toy_assignment(), path, limits=Limits(call_timeout=30),
+                                executed_path=executed)
+        assert os.listdir(target) == [], "the root grader wrote where the kernel pointed it"
+        assert "planted: []" in executed.read_text()
+        assert result["score"] == 7.0, result
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creates folders under /var, /srv and /opt")
+def test_a_course_kept_anywhere_is_out_of_the_kernels_sight():
+    """Hide by allowing: a course (hidden suite, other students' submissions) under /var/lib, /srv or
+    /opt, none of which the grader was told to hide, is neither readable nor named in the kernel's
+    /proc/self/mountinfo."""
+    import secrets
+    places = [Path(f"/var/lib/dlcourse-course-{secrets.token_hex(4)}"),
+              Path(f"/srv/dlcourse-course-{secrets.token_hex(4)}"),
+              Path(f"/opt/dlcourse-course-{secrets.token_hex(4)}")]
+    files = []
+    try:
+        for place in places:
+            for rel in ("autograder/suites/a/test_a.py", "submitted/bob/a/a.ipynb"):
+                f = place / rel
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text("SECRET-COURSE-FILE")
+                files.append(str(f))
+            for p in [place, *place.rglob("*")]:
+                p.chmod(0o755 if p.is_dir() else 0o644)
+        probe = textwrap.dedent(f"""
+            import json, os
+            found = []
+            for f in {files!r}:
+                for p in (f, os.path.dirname(f), os.path.dirname(os.path.dirname(f))):
+                    try:
+                        found.append((p, sorted(os.listdir(p)) if os.path.isdir(p) else open(p).read()))
+                    except OSError:
+                        pass
+            mounts = open("/proc/self/mountinfo").read()
+            print(json.dumps({{"found": found, "named": [f for f in {[str(p) for p in places]!r} if f in mounts],
+                               "top": sorted(os.listdir("/"))}}))
+        """)
+        result = _run_in_sandbox(probe)
+        assert result["found"] == [] and result["named"] == [], result
+        assert not {"srv", "opt", "home", "root", "mnt"} & set(result["top"]), result["top"]
+    finally:
+        for place in places:
+            shutil.rmtree(place, ignore_errors=True)
+
+
+DISK_PROBE = textwrap.dedent("""
+    import errno, json, os
+    out = {}
+    for where in (os.environ["HOME"], "/tmp", "/dev/shm"):
+        written, err = 0, None
+        try:
+            for i in range(64):                      # at most 64 MB, whatever happens
+                with open(os.path.join(where, f"big{i}"), "wb") as f:
+                    f.write(b"x" * 2**20)
+                written += 1
+        except OSError as e:
+            err = errno.errorcode.get(e.errno)
+        out[where] = [written, err]
+        for i in range(64):
+            try:
+                os.unlink(os.path.join(where, f"big{i}"))
+            except OSError:
+                pass
+    made, err = 0, None
+    try:
+        for i in range(2000):
+            open(os.path.join(os.environ["HOME"], f"f{i}"), "w").close()
+            made += 1
+    except OSError as e:
+        err = errno.errorcode.get(e.errno)
+    out["files"] = [made, err]
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the size-limited sandbox folder is mounted by the root grader")
+def test_the_kernels_writable_space_is_bounded_in_bytes_and_files():
+    limits = Limits(memory_mb=512, disk_mb=16, disk_files=300, tmp_size_mb=8)
+    with Sandbox(limits, hide=[REPO], keep=_kernel_needs()) as sandbox:
+        proc = subprocess.run(sandbox.command([sys.executable, "-c", DISK_PROBE]), env=sandbox.kernel_env(),
+                              cwd=sandbox.home, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        home = str(sandbox.home)
+        assert sandbox.disk_bounded
+        assert os.statvfs(sandbox.dir).f_blocks * os.statvfs(sandbox.dir).f_frsize <= 16 * 2**20   # not the disk
+    assert result[home][1] == "ENOSPC" and result[home][0] <= 16, result
+    assert result["/tmp"][1] == "ENOSPC" and result["/tmp"][0] <= 8, result
+    assert result["/dev/shm"][1] == "ENOSPC", result
+    assert result["files"][1] == "ENOSPC" and result["files"][0] < 300, result
