@@ -22,9 +22,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import nbformat
 from nbgrader import utils as nbutils
 from nbgrader.api import Gradebook, Grade, MissingEntry
 from sqlalchemy.exc import SAWarning
+
+from autograder.sanitize import clean_notebook
 
 
 def db_url(course_dir: str | Path) -> str:
@@ -201,7 +204,12 @@ def copy_autograded(notebook: str | Path, course_dir: str | Path, student: str, 
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{notebook_id}.ipynb"
     tmp = dest.with_suffix(".ipynb.tmp")
-    shutil.copyfile(notebook, tmp)
+    try:      # formgrader renders it for the instructor: nothing in it may run in the browser
+        nb = nbformat.read(str(notebook), as_version=4)
+    except Exception:  # noqa: BLE001 - not a notebook (the grade says why): nothing to show
+        dest.unlink(missing_ok=True)
+        return dest
+    nbformat.write(clean_notebook(nb), str(tmp))
     tmp.replace(dest)
     if submission_dir is not None and (Path(submission_dir) / "timestamp.txt").is_file():
         shutil.copyfile(Path(submission_dir) / "timestamp.txt", dest_dir / "timestamp.txt")

@@ -34,7 +34,8 @@ from autograder.kernel import GraderError, KernelSession
 from autograder.notebook import SubmissionError, merge, read_notebook, scan_tampering
 from autograder.plugin import GradingPlugin
 from autograder.result import READABLE_SUITES, GradeResult, InstructorNotes
-from autograder.sandbox import PRIVATE_TMPFS, Limits, Sandbox
+from autograder.sandbox import Limits, Sandbox
+from autograder.sanitize import clean_notebook
 
 __all__ = ["grade_submission", "grade_notebook", "WarmKernel", "Limits", "GraderError", "READABLE_SUITES"]
 log = logging.getLogger("autograder")
@@ -66,8 +67,7 @@ class WarmKernel:
 
     def covers(self, *paths) -> bool:
         """Whether every path lies in a folder this sandbox hides (or its private /tmp)."""
-        hidden = [*self.sandbox.hide, *map(Path, PRIVATE_TMPFS)]
-        return all(any(Path(p).resolve().is_relative_to(h) for h in hidden) for p in paths)
+        return all(self.sandbox.hides(p) for p in paths)
 
     def close(self) -> None:
         try:
@@ -149,7 +149,7 @@ def _grade(assignment, notebook_path, limits, executed_path, details, warm, hide
         try:
             errors += session.run_notebook(merged.nb, merged.labels)
             if executed_path is not None:
-                nbformat.write(merged.nb, str(executed_path))
+                nbformat.write(clean_notebook(merged.nb), str(executed_path))   # opened in formgrader
             session.tampering = scan_tampering(merged.student_code)
             plugin = GradingPlugin(session)
             t_suite = time.monotonic()

@@ -9,13 +9,18 @@ As root (mode "root", the CI machine and a grading server):
   * The kernel runs as its own unprivileged uid (61000 + a slot; a lock file per uid keeps parallel
     graders apart), with no supplementary groups, no capabilities and `no_new_privs`.
   * New network namespace: only a loopback interface that is down; no network at all.
-  * New mount namespace: the repository (suites, solutions, the grader itself, other students'
-    work), the folder of the submission being graded, and every top-level folder outside the
-    operating system's (/home, /root, /srv, /opt, /mnt, ...: other checkouts of the course live
-    there) are covered by empty read-only tmpfs mounts; only the virtual environment and the
-    `dlcourse` package come back, read-only.
-    /tmp, /var/tmp, /run/lock and /dev/shm are small private tmpfs mounts (nothing left there
-    survives, nothing another grading left there is visible, and they cannot fill the host).
+  * New mount namespace whose root is a fresh tmpfs, made read-only and pivot_root'ed to: hide by
+    allowing. It holds only the operating system's folders (SYSTEM_DIRS: /usr, /bin, /sbin, /lib*,
+    /etc, /sys), the virtual environment, the interpreter and the `dlcourse` package, all bound
+    read-only, a new /proc, a minimal /dev (null, zero, full, random, urandom; GPUs with gpu=True),
+    and the sandbox folder, read-only but for home/ and the current run folder (mount points: the
+    kernel can neither rename nor replace them). Nothing else of the host exists for the kernel,
+    wherever the course, its suites or other students' work are kept; paths in `hide` that lie
+    inside an OS folder (a course under /usr/local, say) are covered by empty tmpfs mounts.
+    /tmp, /var/tmp and /dev/shm are small private tmpfs mounts (size and number of files limited;
+    nothing left there survives, nothing another grading left there is visible).
+  * New IPC and UTS namespaces: System V shared memory, semaphores and message queues die with
+    the grading, and the host name is the kernel's own.
   * New PID namespace with its own /proc: the kernel sees no host process. Process 1 of the
     namespace is a small root-side reaper whose child is the kernel; killing it kills every
     process the submission started (none can leave the namespace), and it dies with the grader
@@ -27,18 +32,26 @@ As root (mode "root", the CI machine and a grading server):
     `nproc`), file size, open files, no core files. A watchdog in the grader sums the memory
     (PSS, so pages forked children share count once) of the submission's processes twice a
     second and kills the kernel above `memory_mb`; the student is told so.
-  * The kernel talks to the grader over zmq IPC sockets in its private directory (mode 0700,
-    owned by its uid); the grader writes there only with O_EXCL|O_NOFOLLOW and reads only regular
-    files that the uid owns, so planted symlinks cannot redirect the root grader.
+  * The sandbox folder is a tmpfs mounted by the grader (size disk_mb, disk_files inodes), owned
+    by root with mode 0711: the kernel cannot fill the host's disk, and cannot rename or replace
+    home/ or a run folder (which its uid owns). The kernel talks to the grader over zmq IPC sockets
+    in the run folder; every grader-side file operation there goes through directory descriptors
+    opened when the folder was made (openat with O_EXCL|O_NOFOLLOW; only regular files that the uid
+    owns are read), so no path component the kernel could change is resolved again.
+  * The kernel's PID namespace and its process 1 are held by file descriptors (nsfs fd, pidfd)
+    while the grader uses their ids: ids freed by a crashed kernel are reused by the system at
+    once, and another grading's kernel must never be taken for ours.
 
 As an ordinary user with unprivileged user namespaces (mode "userns", an instructor's laptop):
-  * The same network, mount and PID namespaces (through a user namespace in which the user is
-    mapped to root only to set up the mounts), the same hidden paths, private tmpfs mounts and
-    rlimits (the process limit counts all of the user's processes, so it is set to the current
+  * The same network, mount, PID, IPC and UTS namespaces (through a user namespace in which the
+    user is mapped to root only to set up the mounts), the same root view, private tmpfs mounts
+    and rlimits (the process limit counts all of the user's processes, so it is set to the current
     count + `nproc`). Before the kernel starts, every capability is dropped for good (bounding
     set cleared, securebits noroot locked, no_new_privs), so student code cannot unmount the
     tmpfs that hides the repository. The kernel runs with the instructor's uid: files outside
-    the hidden paths that the instructor can read, the kernel can read too.
+    the allowed paths that the instructor can read, the kernel can read too. The sandbox folder is
+    on the host's disk (an unprivileged grader cannot mount a tmpfs there): home and the run
+    folders are limited per file only.
 
 Without namespaces (mode "none": no `unshare`, or unprivileged user namespaces disabled, as on
 Ubuntu 24.04's default AppArmor policy; run the grader as root there, or allow user namespaces):
@@ -53,7 +66,9 @@ In every mode the environment is explicit (no inherited secrets, CUDA devices hi
 `Limits(gpu=True)`), the grader computes every expected value in its own process, and nothing but
 plain data crosses back (see proxy.py).
 
-Not covered: disk space in the sandbox's home (only the size of each file is limited); CPU time
+Not covered: disk space in home and the run folders in mode "userns" and "none" (only the size of
+each file is limited); zmq connects to the IPC socket paths in the run folder by name (the kernel
+could replace a socket there by a symlink to another socket, which would receive zmq frames); CPU time
 beyond the wall-clock limits (a busy loop uses a core until its cell or call times out); and the
 forbidden-operation guard (kernel_side.py) runs inside the student's process: it catches every
 ordinary route (aliases, torch.ops, nn modules, unfold) and checks itself before and after each
@@ -90,6 +105,10 @@ PRIVATE_TMPFS = {"/tmp": None, "/var/tmp": 64, "/dev/shm": 64}   # size in MB (N
 # the course, its suites or other students' submissions are kept.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
 DEVICES = ("null", "zero", "full", "random", "urandom")
+# The notebooks' run sizes (course/dlcourse/runsize.py; a test checks they agree): Limits.run_size puts
+# one into the kernel's environment, which shrinks the notebook's demonstrations (never what is graded).
+RUN_SIZES = ("tiny", "small", "large")
+RUN_SIZE_ENV = "DLCOURSE_RUN_SIZE"
 
 
 @dataclass(frozen=True)
@@ -301,6 +320,18 @@ class Sandbox:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+    def hides(self, path) -> bool:
+        """Whether the kernel cannot see `path`: it is outside every folder its root view shows (the
+        OS's folders unless covered by `hide`, `keep`, its own sandbox folder)."""
+        if self.mode == "none":
+            return False
+        p = Path(path).resolve()
+        shown = [Path(k) for k in self.keep] + ([self.dir.resolve()] if self.dir is not None else [])
+        if any(p.is_relative_to(k) for k in shown):
+            return False
+        in_os = any(p.is_relative_to(Path(d).resolve()) for d in SYSTEM_DIRS)
+        return not in_os or any(p.is_relative_to(h) for h in self.hide)
 
     @property
     def home(self) -> Path:
