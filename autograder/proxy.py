@@ -266,19 +266,20 @@ def forbidden_callable(name: str) -> dict:
 class StudentFunction:
     """A callable that runs a notebook global (or a handle's method) in the student's kernel."""
 
-    def __init__(self, session, target, *, method=None, forbid=(), forbid_calls=(), timeout=None, label=None):
+    def __init__(self, session, target, *, method=None, forbid=(), forbid_calls=(), timeout=None, label=None,
+                 return_args=False):
         forbid = (forbid,) if isinstance(forbid, str) else tuple(forbid)
         forbid_calls = (forbid_calls,) if isinstance(forbid_calls, str) else tuple(forbid_calls)
         session.check_forbid(forbid)
         self._session, self._target, self._method = session, target, method
-        self._forbid, self._timeout = forbid, timeout
+        self._forbid, self._timeout, self._return_args = forbid, timeout, return_args
         self._calls = [forbidden_callable(name) for name in forbid_calls]
         self._label = label or str(target[1])
 
     def __call__(self, *args, **kwargs):
         request = {"op": "call", "target": list(self._target), "method": self._method,
                    "args": encode_args(list(args)), "kwargs": encode_args(kwargs), "forbid": list(self._forbid),
-                   "forbid_calls": self._calls}
+                   "forbid_calls": self._calls, "return_args": self._return_args}
         return self._session.request(request, label=self._label, timeout=self._timeout,
                                      forbid=self._forbid + tuple(c["name"] for c in self._calls))
 
@@ -370,12 +371,14 @@ class Student:
             raise AttributeError(name)
         return self.function(name)
 
-    def function(self, name: str, forbid=(), timeout=None, forbid_calls=()) -> StudentFunction:
-        """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout", "autograd", "pooling"),
-        `forbid_calls` dotted names of callables it must not use ("dlcourse.receptive_field", "torchvision.models"),
-        `timeout` seconds (see the module docstring)."""
+    def function(self, name: str, forbid=(), timeout=None, forbid_calls=(), return_args=False) -> StudentFunction:
+        """A callable with rules: `forbid` op groups ("convolution", "unfold", "dropout", "autograd", "pooling",
+        "normalization"), `forbid_calls` dotted names of callables it must not use ("dlcourse.receptive_field",
+        "torchvision.models"), `timeout` seconds (see the module docstring). return_args=True: each call returns
+        (result, the positional arguments after the call as a list), so what the function changed in place
+        comes back."""
         return StudentFunction(self._session, ("name", name), forbid=forbid, forbid_calls=forbid_calls,
-                               timeout=timeout, label=name)
+                               timeout=timeout, label=name, return_args=return_args)
 
     def get(self, name: str):
         """The value of a global: data, or a RemoteRef for other objects."""
