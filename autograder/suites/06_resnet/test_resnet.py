@@ -38,6 +38,7 @@ import torchvision.models.resnet as tv
 from autograder.testing import Mistake, RemoteRef, assert_close, check, fail, points
 
 NORM = ("normalization",)            # op group forbidden inside batch_norm
+READY_MADE = ("torchvision.models",)  # the grader's reference networks: a forbidden use inside the student's code
 
 
 def randn(*shape, seed):
@@ -245,7 +246,7 @@ def load_and_run(module, state, X, what):
     """Load `state` into the student's module (a RemoteRef), eval mode, forward X; returns the output."""
     module.method("load_state_dict", timeout=60)(state)
     module.method("eval")()
-    Y = module.method("__call__", timeout=120)(X)
+    Y = module.method("__call__", timeout=120, forbid_calls=READY_MADE)(X)
     if not isinstance(Y, torch.Tensor):
         fail(f"{what}: forward returned a {kind_of(Y)}, expected a tensor")
     return Y
@@ -307,7 +308,7 @@ def check_block(student, cls, tv_cls, inplanes, planes, stride, seed):
                                              torch_nn.method("BatchNorm2d")(out_planes))
         what += " with a projection shortcut"
     ref = tv_cls(inplanes, planes, stride, ref_down).eval()
-    block = student.function(cls, timeout=30)(inplanes, planes, stride, down)
+    block = student.function(cls, timeout=30, forbid_calls=READY_MADE)(inplanes, planes, stride, down)
     not_torchvision(block, what)
     expansion = block.attr("expansion")
     check(expansion == tv_cls.expansion, f"{cls}.expansion is {expansion!r}; it is {tv_cls.expansion}")
@@ -346,7 +347,8 @@ def check_resnet(student, block, layers, seed, num_classes=10):
     name = {(tv.BasicBlock, (2, 2, 2, 2)): "ResNet-18", (tv.BasicBlock, (3, 4, 6, 3)): "ResNet-34",
             (tv.Bottleneck, (3, 4, 6, 3)): "ResNet-50"}[(block, tuple(layers))]
     what = f"resnet({block.__name__}, {list(layers)}, num_classes={num_classes}) ({name})"
-    net = student.function("resnet", timeout=120)(student.get(block.__name__), list(layers), num_classes)
+    net = student.function("resnet", timeout=120, forbid_calls=READY_MADE)(student.get(block.__name__), list(layers),
+                                                                          num_classes)
     not_torchvision(net, what)
     ref = tv.ResNet(block, list(layers), num_classes=num_classes).eval()
     check_layout(net.state_dict(), ref.state_dict(), what)
@@ -379,7 +381,7 @@ def test_initialisation(student):
     for block, last in [("BasicBlock", "bn2"), ("Bottleneck", "bn3")]:
         layers = [1, 1, 1, 1]
         for zero in (False, True):
-            net = student.function("resnet", timeout=120)(student.get(block), layers, 10, zero)
+            net = student.function("resnet", timeout=120, forbid_calls=READY_MADE)(student.get(block), layers, 10, zero)
             not_torchvision(net, "resnet(...)")
             state = net.state_dict()
             what = f"resnet({block}, {layers}, zero_init_residual={zero})"
@@ -455,7 +457,7 @@ class RefCifarResNet(nn.Module):
 
 def cifar_net(student, n, num_classes=10, residual=True):
     what = f"CifarResNet({n}, num_classes={num_classes}, residual={residual})"
-    net = student.function("CifarResNet", timeout=60)(n, num_classes, residual)
+    net = student.function("CifarResNet", timeout=60, forbid_calls=READY_MADE)(n, num_classes, residual)
     not_torchvision(net, what)
     return net, what
 
