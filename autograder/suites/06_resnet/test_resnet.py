@@ -515,8 +515,8 @@ def test_cifar_plain(student):
 # ==============================================================================================
 # train_resnet (3 points)
 # ==============================================================================================
-ACCURACY_THRESHOLD = 0.5         # the reference reaches 0.8-0.9 on this task in 4 epochs; chance is 0.1
-SIZE, NUM_TRAIN, NUM_EXAM = 16, 1024, 512
+ACCURACY_THRESHOLD = 0.35        # the reference's training reached 0.62-0.76 in 3 seeded runs; chance is 0.1
+SIZE, NUM_TRAIN, NUM_EXAM = 16, 2048, 512
 
 
 def task():
@@ -541,10 +541,12 @@ def small_convnet(torch_nn):
     """The network train_resnet trains in the tests, built from torch.nn (in the kernel: `torch_nn` is
     the student's torch.nn module; in the grader: torch.nn), so its weights can be read back here."""
     m = torch_nn.method if isinstance(torch_nn, RemoteRef) else (lambda name: getattr(torch_nn, name))
-    return m("Sequential")(m("Conv2d")(3, 16, 3, padding=1, bias=False), m("BatchNorm2d")(16), m("ReLU")(),
-                           m("MaxPool2d")(2),
-                           m("Conv2d")(16, 32, 3, padding=1, bias=False), m("BatchNorm2d")(32), m("ReLU")(),
-                           m("AdaptiveAvgPool2d")(1), m("Flatten")(), m("Linear")(32, 10))
+    return m("Sequential")(m("Conv2d")(3, 32, 3, padding=1, bias=False), m("BatchNorm2d")(32), m("ReLU")(),
+                           m("MaxPool2d")(2),                                                   # (N, 32, 8, 8)
+                           m("Conv2d")(32, 64, 3, padding=1, bias=False), m("BatchNorm2d")(64), m("ReLU")(),
+                           m("MaxPool2d")(2),                                                   # (N, 64, 4, 4)
+                           m("Conv2d")(64, 64, 3, padding=1, bias=False), m("BatchNorm2d")(64), m("ReLU")(),
+                           m("AdaptiveAvgPool2d")(1), m("Flatten")(), m("Linear")(64, 10))     # (N, 10)
 
 
 def trained_copy(student, train, num_epochs, lr):
@@ -566,7 +568,7 @@ def trained_copy(student, train, num_epochs, lr):
 
 @points(2, cell="test_train_resnet")
 def test_trained_network_generalises(student):
-    """train_resnet trains the network it is given on the data it is given: the grader measures the returned weights on fresh images of the same task (at least 50% accuracy; chance is 10%)"""
+    """train_resnet trains the network it is given on the data it is given: the grader measures the returned weights on fresh images of the same task (at least 35% accuracy; chance is 10%)"""
     train, (X_exam, y_exam) = task()
     _, _, net = trained_copy(student, train, 4, 0.05)
     with torch.no_grad():
