@@ -314,7 +314,7 @@ CASES = [
          sub(batch_norm=BN_STORE_BIASED, resnet=NET_NO_SHORTCUT_BN, CifarResNet=CIFAR_OPTION_B),
          lose((BN, NET, CIFAR), says=("biased batch variance", "has no BN", "option A")),
          "stores the biased variance; projection shortcut without BN; projection (option B) in the CIFAR net",
-         names=(Named(BN, "biased batch variance"), Named(NET, "no BN"), Named(CIFAR, "option A"))),
+         names=(Named(BN, "biased batch variance"), Named(NET, "has no BN"), Named(CIFAR, "option A"))),
     Case("mistakes_dims_widths_plain", "mistake",
          sub(batch_norm=BN_DIM0, resnet=NET_WIDTHS, CifarResNet=CIFAR_PLAIN_KEEPS),
          lose((BN, NET, CIFAR), says=("batch dimension only", "planes", "still adds the shortcuts")),
@@ -329,7 +329,7 @@ CASES = [
          sub(batch_norm=BN_REBIND, resnet=NET_WRONG_ZERO),
          lose((BN, NET), says=("in place", "last BN")),
          "running statistics rebound to new tensors instead of updated in place; zero_init on bn1",
-         names=(Named(NET, "last BN"),)),
+         names=(Named(BN, "in place"), Named(NET, "last BN"))),
     Case("do_nothing", "cheat", sub(**NOTHING), "zero",
          "every exercise runs but does nothing: batch_norm copies its input, blocks return x, resnet an Identity, "
          "CifarResNet zeros, train_resnet an empty History"),

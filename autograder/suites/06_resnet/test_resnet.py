@@ -157,10 +157,10 @@ def test_running_statistics_update(student):
         what = f"batch_norm(training=True, momentum={momentum}) on a {shape} input"
         check(isinstance(got_mean, torch.Tensor) and isinstance(got_var, torch.Tensor),
               f"{what}: running_mean / running_var are not tensors after the call")
-        check(not (torch.equal(got_mean, mean) and torch.equal(got_var, var)),
-              f"{what}: running_mean and running_var were not changed: update them in place "
-              f"(running_mean.mul_(...).add_(...), or running_mean[:] = ...); a new tensor bound to the same name "
-              f"does not reach the caller")
+        explain = ("running_mean and running_var were not changed: update them in place (running_mean.mul_(...)"
+                   ".add_(...), or running_mean[:] = ...); a new tensor bound to the same name does not reach the "
+                   "caller (section 2)")
+        check(not (torch.equal(got_mean, mean) and torch.equal(got_var, var)), f"{what}: {explain}", mistake=explain)
         named = [Mistake(bn_by_hand(x, gamma, beta, mean, var, True, momentum, **kw)[1:], text) for kw, text in mistakes]
         assert_close((got_mean, got_var), (ref_mean, ref_var), f"{what}: running (mean, var) after the call",
                      mistakes=named)
@@ -227,8 +227,9 @@ def check_layout(state, expected, what):
     extra = [k for k in got if k not in want]
     if (any(".downsample.1." in k for k in missing) and any(".downsample.0." in k for k in got)
             and not any(".downsample.1." in k for k in got)):
-        fail(f"{what}: the projection shortcut has no BN ({missing[0]} is missing): the shortcut is "
-             f"downsample = Sequential(conv1x1 with the stride, BatchNorm2d) (section 3)")
+        explain = ("the projection shortcut has no BN: the shortcut is downsample = Sequential(conv1x1 with the "
+                   "stride, BatchNorm2d) (section 3)")
+        fail(f"{what}: {explain} ({missing[0]} is missing)", mistake=explain)
     if missing or extra:
         parts = []
         if missing:
@@ -239,8 +240,9 @@ def check_layout(state, expected, what):
              f"names of the exercise (conv1, bn1, ..., layer1..4, downsample, fc)")
     for k, shape in want.items():
         if got[k] != shape:
-            fail(f"{what}: {k} has shape {got[k]}: check the number of channels (planes) and the kernel size of "
-                 f"that layer (stages have 64, 128, 256 and 512 planes; a Bottleneck expands by 4)")
+            explain = ("a layer has the wrong number of channels (planes) or the wrong kernel size: the stages have "
+                       "64, 128, 256 and 512 planes, and a Bottleneck expands by 4 (section 3)")
+            fail(f"{what}: {k} has shape {got[k]}: {explain}", mistake=explain)
 
 
 def load_and_run(module, state, X, what):
@@ -394,12 +396,12 @@ def test_initialisation(student):
                 is_last = k.split(".")[-2] == last and k.startswith("layer")
                 want = 0.0 if (zero and is_last) else 1.0
                 if not bool((v == want).all()):
+                    explain = (f"zero_init_residual zeroes the scale of the last BN of every block ({last}) and no "
+                               f"other, so that each block starts as the identity (section 3)")
                     if zero and is_last:
-                        fail(f"{what}: {k} does not start at 0: zero_init_residual zeroes the scale of the LAST BN of "
-                             f"every block ({last}), so each block starts as the identity (section 3)")
+                        fail(f"{what}: {k} does not start at 0: {explain}", mistake=explain)
                     if zero and want == 1.0 and bool((v == 0).all()):
-                        fail(f"{what}: {k} starts at 0, but only the last BN of each block ({last}) is zeroed by "
-                             f"zero_init_residual (section 3)")
+                        fail(f"{what}: {k} starts at 0: {explain}", mistake=explain)
                     fail(f"{what}: {k} does not start at 1 (BN starts with gamma = 1, beta = 0)")
             w = state.get("layer1.0.conv1.weight")
             check(isinstance(w, torch.Tensor) and w.dim() == 4, f"{what}: no layer1.0.conv1.weight")
@@ -458,6 +460,13 @@ class RefCifarResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(X), 1))
 
 
+def check_option_a(state, what):
+    if isinstance(state, dict) and any(".downsample." in k for k in state):
+        explain = ("its shortcuts have parameters (option B): the paper's CIFAR network uses option A, every "
+                   "second pixel with zero-padded channels, no parameters (section 5)")
+        fail(f"{what}: {explain} ({next(k for k in state if '.downsample.' in k)})", mistake=explain)
+
+
 def cifar_net(student, n, num_classes=10, residual=True):
     what = f"CifarResNet({n}, num_classes={num_classes}, residual={residual})"
     net = student.function("CifarResNet", timeout=60, forbid_calls=READY_MADE)(n, num_classes, residual)
@@ -471,10 +480,7 @@ def test_cifar_layout(student):
     for n, num_classes in [(1, 10), (3, 7)]:
         net, what = cifar_net(student, n, num_classes)
         state = net.state_dict()
-        if isinstance(state, dict) and any(".downsample." in k for k in state):
-            fail(f"{what}: its shortcuts have parameters ({next(k for k in state if '.downsample.' in k)}): the "
-                 f"paper's CIFAR network uses option A, every second pixel with zero-padded channels, no "
-                 f"parameters (section 5)")
+        check_option_a(state, what)
         check_layout(state, RefCifarResNet(n, num_classes).state_dict(), what)
 
 
@@ -484,7 +490,9 @@ def test_cifar_outputs(student):
     for n, seed, size in [(1, 30, 32), (2, 31, 16)]:
         net, what = cifar_net(student, n)
         ref = RefCifarResNet(n).eval()
-        check_layout(net.state_dict(), ref.state_dict(), what)
+        state = net.state_dict()
+        check_option_a(state, what)
+        check_layout(state, ref.state_dict(), what)
         state = grader_state(ref, seed)
         ref.load_state_dict(state)
         X = randn(3, 3, size, size, seed=seed + 1)
