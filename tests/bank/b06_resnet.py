@@ -287,8 +287,8 @@ TRAIN_FIXED = edit(edit(TRAIN_REF, "lr=lr, momentum", "lr=0.05, momentum"), "num
                    "num_epochs=2, optimizer")
 
 
-def lose(cells, says=()):
-    return Lose.only(cells, ALL, says=says)
+def lose(cells):
+    return Lose.only(cells, ALL)
 
 
 CASES = [
@@ -300,34 +300,34 @@ CASES = [
     Case("alt_var_mean", "alternative", sub(batch_norm=BN_VAR_MEAN), "full", "torch.var_mean and lerp_"),
     Case("mistakes_unbiased_v1_globaldata", "mistake",
          sub(batch_norm=BN_UNBIASED, resnet=NET_V1, train_resnet=TRAIN_GLOBAL_DATA),
-         lose((BN, NET, TRAIN), says=("unbiased variance", "first 1x1")),
+         lose((BN, NET, TRAIN)),
          "normalises with the unbiased variance; Bottleneck's stride on the first 1x1 (the paper's v1); "
          "trains on the notebook's data instead of its argument",
          names=(Named(BN, "unbiased variance"), Named(NET, "first 1x1"))),
     Case("mistakes_momentum_norelu_epochs", "mistake",
          sub(batch_norm=BN_OLD_WEIGHT, resnet=NET_NO_FINAL_RELU, train_resnet=TRAIN_FIXED),
-         lose((BN, NET, CIFAR, TRAIN), says=("weight of the new", "no ReLU after the addition")),
+         lose((BN, NET, CIFAR, TRAIN)),
          "momentum as the weight of the old value; no ReLU after the addition (CifarResNet uses the block); "
          "fixed lr and epochs",
          names=(Named(BN, "weight of the new"), Named(NET, "no ReLU after the addition"))),
     Case("mistakes_biased_store_no_bn_shortcut_option_b", "mistake",
          sub(batch_norm=BN_STORE_BIASED, resnet=NET_NO_SHORTCUT_BN, CifarResNet=CIFAR_OPTION_B),
-         lose((BN, NET, CIFAR), says=("biased batch variance", "has no BN", "option A")),
+         lose((BN, NET, CIFAR)),
          "stores the biased variance; projection shortcut without BN; projection (option B) in the CIFAR net",
          names=(Named(BN, "biased batch variance"), Named(NET, "has no BN"), Named(CIFAR, "option A"))),
     Case("mistakes_dims_widths_plain", "mistake",
          sub(batch_norm=BN_DIM0, resnet=NET_WIDTHS, CifarResNet=CIFAR_PLAIN_KEEPS),
-         lose((BN, NET, CIFAR), says=("batch dimension only", "planes", "still adds the shortcuts")),
+         lose((BN, NET, CIFAR)),
          "4-D statistics over N only; stage 4 with 256 planes; residual=False keeps the shortcuts",
          names=(Named(BN, "batch dimension only"), Named(NET, "planes"), Named(CIFAR, "still adds"))),
     Case("mistakes_eval_batchstats_relu_twice", "mistake",
          sub(batch_norm=BN_BATCH_IN_EVAL, resnet=NET_RELU_TWICE),
-         lose((BN, NET, CIFAR), says=("in inference", "another after")),
+         lose((BN, NET, CIFAR)),
          "batch statistics (and updates) in inference; ReLU on the branch and after the addition",
          names=(Named(BN, "in inference"), Named(NET, "another after"))),
     Case("mistakes_rebind_wrong_zero", "mistake",
          sub(batch_norm=BN_REBIND, resnet=NET_WRONG_ZERO),
-         lose((BN, NET), says=("in place", "last BN")),
+         lose((BN, NET)),
          "running statistics rebound to new tensors instead of updated in place; zero_init on bn1",
          names=(Named(BN, "in place"), Named(NET, "last BN"))),
     Case("do_nothing", "cheat", sub(**NOTHING), "zero",
