@@ -246,7 +246,11 @@ BN_OLD_WEIGHT = edit(edit(BN_REF, "running_mean.mul_(1 - momentum).add_(momentum
                      "running_var.mul_(1 - momentum).add_(momentum * var * m / (m - 1))",
                      "running_var.mul_(momentum).add_((1 - momentum) * var * m / (m - 1))")
 BN_STORE_BIASED = edit(BN_REF, "momentum * var * m / (m - 1))", "momentum * var)")
-BN_DIM0 = edit(BN_REF, "dims = (0,) if x.dim() == 2 else (0, 2, 3)", "dims = (0,)")
+BN_MIXED_ROWS = edit(edit(BN_REF, "        mean = x.mean(dim=dims)                                # (C,)",
+                          "        flat = x.reshape(x.shape[1], -1)                        # one row per channel?\n"
+                          "        mean = flat.mean(dim=1)"),
+                     "        var = x.var(dim=dims, unbiased=False)                  # (C,) biased: normalises this batch",
+                     "        var = flat.var(dim=1, unbiased=False)")
 BN_BATCH_IN_EVAL = edit(BN_REF, "    if training:\n        mean = x.mean(dim=dims)",
                         "    if True:\n        mean = x.mean(dim=dims)")
 BN_REBIND = edit(edit(BN_REF, "running_mean.mul_(1 - momentum).add_(momentum * mean)",
@@ -315,11 +319,12 @@ CASES = [
          lose((BN, NET, CIFAR)),
          "stores the biased variance; projection shortcut without BN; projection (option B) in the CIFAR net",
          names=(Named(BN, "biased batch variance"), Named(NET, "has no BN"), Named(CIFAR, "option A"))),
-    Case("mistakes_dims_widths_plain", "mistake",
-         sub(batch_norm=BN_DIM0, resnet=NET_WIDTHS, CifarResNet=CIFAR_PLAIN_KEEPS),
+    Case("mistakes_rows_widths_plain", "mistake",
+         sub(batch_norm=BN_MIXED_ROWS, resnet=NET_WIDTHS, CifarResNet=CIFAR_PLAIN_KEEPS),
          lose((BN, NET, CIFAR)),
-         "4-D statistics over N only; stage 4 with 256 planes; residual=False keeps the shortcuts",
-         names=(Named(BN, "batch dimension only"), Named(NET, "planes"), Named(CIFAR, "still adds"))),
+         "statistics of x.reshape(C, -1), whose rows mix channels; stage 4 with 256 planes; residual=False keeps "
+         "the shortcuts",
+         names=(Named(BN, "mix channels"), Named(NET, "planes"), Named(CIFAR, "still adds"))),
     Case("mistakes_eval_batchstats_relu_twice", "mistake",
          sub(batch_norm=BN_BATCH_IN_EVAL, resnet=NET_RELU_TWICE),
          lose((BN, NET, CIFAR)),

@@ -60,8 +60,10 @@ def bn_reference(x, gamma, beta, mean, var, training, momentum, eps=1e-5):
 
 
 def bn_by_hand(x, gamma, beta, mean, var, training, momentum, eps=1e-5, *, dims=None, norm_unbiased=False,
-               store_unbiased=True, old_weight=False, update=None, batch_stats=None):
-    """Batch normalisation with one thing done differently: the known mistakes' outputs."""
+               store_unbiased=True, old_weight=False, update=None, batch_stats=None, mixed_rows=False):
+    """Batch normalisation with one thing done differently: the known mistakes' outputs.
+
+    mixed_rows: the statistics of x.reshape(C, -1)'s rows, which mix channels (dimension 1 is the channel)."""
     dims = dims if dims is not None else ((0,) if x.dim() == 2 else (0, 2, 3))
     shape = [1] * x.dim()
     shape[1] = -1
@@ -70,9 +72,12 @@ def bn_by_hand(x, gamma, beta, mean, var, training, momentum, eps=1e-5, *, dims=
     do_update = training if update is None else update
     m = math.prod(x.shape[d] for d in dims)
     if use_batch or do_update:
-        b_mean = x.mean(dim=dims, keepdim=True)
-        b_var = x.var(dim=dims, unbiased=norm_unbiased, keepdim=True)
-        store = x.var(dim=dims, unbiased=False, keepdim=True) * (m / (m - 1) if store_unbiased else 1)
+        source = x.reshape(x.shape[1], -1).T.reshape(-1, *x.shape[1:2]) if mixed_rows else x
+        flat_dims = (0,) if mixed_rows else dims
+        b_mean = source.mean(dim=flat_dims, keepdim=True).reshape(shape)
+        b_var = source.var(dim=flat_dims, unbiased=norm_unbiased, keepdim=True).reshape(shape)
+        store = source.var(dim=flat_dims, unbiased=False, keepdim=True).reshape(shape) * (
+            m / (m - 1) if store_unbiased else 1)
     if do_update and b_mean.numel() == mean.numel():
         w = (1 - momentum) if old_weight else momentum
         mean = (1 - w) * mean + w * b_mean.reshape(-1)
@@ -116,6 +121,10 @@ def check_output(student, shape, seed, training, momentum, what, mistakes):
 UNBIASED_NORM = ({"norm_unbiased": True},
                  "you normalise with the unbiased variance (divided by m - 1); the batch is normalised with the "
                  "biased one (divided by m), and only the running estimate is fed the unbiased one (section 2)")
+MIXED_ROWS = ({"mixed_rows": True},
+              "your per-channel statistics mix channels: x.reshape(C, -1) does not group the values by channel, "
+              "because the channel is dimension 1, not 0; take them over every dimension but 1 "
+              "(x.mean(dim=(0, 2, 3)), or x.transpose(0, 1).reshape(C, -1)) (section 2)")
 BATCH_IN_EVAL = ({"batch_stats": True, "update": False},
                  "in inference (training=False) you normalise with the batch's statistics; inference uses "
                  "running_mean and running_var, so one image's output does not depend on its batch (section 2)")
@@ -126,18 +135,15 @@ def test_training_2d(student):
     """batch_norm in training mode on (N, C) input normalises each column with the batch's statistics, then scales and shifts"""
     for shape, seed in [((8, 3), 1), ((5, 7), 2)]:
         check_output(student, shape, seed, True, 0.1, f"batch_norm in training mode on a {shape} input",
-                     [UNBIASED_NORM])
+                     [UNBIASED_NORM, MIXED_ROWS])
 
 
 @points(1, cell="test_batch_norm")
 def test_training_4d(student):
     """batch_norm in training mode on (N, C, H, W) input takes each channel's statistics over N, H and W"""
-    wrong_dims = ({"dims": (0,)}, "for (N, C, H, W) input you take the statistics over the batch dimension only; "
-                                  "a channel's statistics are taken over N, H and W together, as the "
-                                  "convolution shares its weights over positions (section 2)")
     for shape, seed in [((4, 3, 5, 6), 3), ((2, 5, 3, 3), 4)]:
         check_output(student, shape, seed, True, 0.1, f"batch_norm in training mode on a {shape} input",
-                     [UNBIASED_NORM, wrong_dims, ({"dims": (0, 1, 2, 3)}, "you take one mean and variance over the "
+                     [UNBIASED_NORM, MIXED_ROWS, ({"dims": (0, 1, 2, 3)}, "you take one mean and variance over the "
                                                   "whole tensor; batch norm normalises every channel separately")])
 
 
@@ -318,7 +324,7 @@ def check_block(student, cls, tv_cls, inplanes, planes, stride, seed):
     state = grader_state(ref, seed)
     check_layout(block.state_dict(), ref.state_dict(), what)
     ref.load_state_dict(state)
-    X = torch.relu(randn(2, inplanes, 8, 7, seed=seed + 1))
+    X = randn(2, inplanes, 8, 7, seed=seed + 1)          # negative values too: the ReLU's place shows
     Y = load_and_run(block, state, X, what)
     with torch.no_grad():
         expected = ref(X)
