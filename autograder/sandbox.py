@@ -864,6 +864,16 @@ def _new_root(libc, spec: dict) -> None:
     for p in spec["hide"]:                    # inside an OS folder (a course kept under /usr/local, say)
         if os.path.isdir(inside(p)):
             _mount(libc, "tmpfs", inside(p), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    # The private /tmp, /var/tmp and /dev/shm before the kept paths: a venv or a course kept under /tmp
+    # (a checkout in /tmp/..., CI's clone) is bound on top of the new /tmp instead of being covered by it.
+    def private_tmpfs(under_dev):
+        for p, size in spec["tmpfs"].items():
+            if p.startswith("/dev/") == under_dev:
+                os.makedirs(inside(p), exist_ok=True)
+                _mount(libc, "tmpfs", inside(p), "tmpfs", MS_NOSUID | MS_NODEV,
+                       f"size={size}m,nr_inodes={spec['inodes']},mode=1777")
+
+    private_tmpfs(under_dev=False)            # /tmp, /var/tmp; /dev/shm goes on the new /dev below
     for p, fd in keep.items():
         bind(fd, inside(p))
     for p in spec["hide"]:
@@ -882,10 +892,7 @@ def _new_root(libc, spec: dict) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, inside(f"/dev/{name}"))
-    for p, size in spec["tmpfs"].items():
-        os.makedirs(inside(p), exist_ok=True)
-        _mount(libc, "tmpfs", inside(p), "tmpfs", MS_NOSUID | MS_NODEV,
-               f"size={size}m,nr_inodes={spec['inodes']},mode=1777")
+    private_tmpfs(under_dev=True)
     # The sandbox folder read-only, with home/ and the run folder writable on top: mount points,
     # which the kernel can neither rename nor replace (EBUSY), even where it owns the folder.
     bind(sandbox, inside(spec["dir"]))
