@@ -256,7 +256,10 @@ def test_a_grader_over_its_own_memory_limit_fails_that_submission_not_the_batch(
     assert set(got) == set(EXPECTED), proc.stderr[-3000:]
     failed = [s for s, r in got.items() if r["status"] == "grader-failed"]
     assert {"alice", "bob", "carol"} <= set(failed), got
-    assert all("grading failed" in got[s]["errors"] for s in failed)
+    # the breach can come during the grader's own start-up (then the reason is a bare MemoryError) or while
+    # grading (then it names the limit): either way the student's row says the grader failed, not a score
+    assert all("the grader failed" in got[s]["errors"] for s in failed), \
+        {s: got[s]["errors"] for s in failed if "the grader failed" not in got[s]["errors"]}
 
 
 def test_more_workers_than_cores_give_the_same_scores_every_time(tmp_path):
