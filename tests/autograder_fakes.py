@@ -182,6 +182,13 @@ def submission(directive: str):
     return nb
 
 
+def write_submission(path: Path, directive: str) -> Path:
+    """Write a fake submission (see `submission`) to `path`, making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(submission(directive), path)
+    return path
+
+
 def install(tmp: Path, monkeypatch=None) -> dict:
     """Write the fake grader script; returns the environment variables that select it."""
     script = tmp / "fake_grader.py"

@@ -3,7 +3,17 @@
 tests/fixtures/ holds a toy assignment whose hidden suite (tests/fixtures/toy/suite/test_*.py) is run
 by the grader against toy submissions; pytest must not collect it as one of the project's tests.
 """
+import pytest
+
 collect_ignore = ["fixtures"]
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """A fake assignment graded by the fake grader of tests/autograder_fakes.py (no kernels)."""
+    import autograder_fakes as fakes
+    fakes.install(tmp_path, monkeypatch)
+    return fakes.make_assignment(tmp_path)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -23,16 +23,7 @@ from autograder import batch
 VOLATILE = {"graded_at", "grader_seconds", "submission"}
 
 
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    fakes.install(tmp_path, monkeypatch)
-    return fakes.make_assignment(tmp_path)
-
-
-def write(path: Path, directive: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(fakes.submission(directive), path)
-    return path
+write = fakes.write_submission
 
 
 def run(assignment, subs, out, **kw):

@@ -83,16 +83,7 @@ def test_student_view_drops_the_instructor_notes():
 # ---------------------------------------------------------------------------------------------
 # Real output of the batch (with the fake grader: its JSON goes through the same contract)
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    fakes.install(tmp_path, monkeypatch)
-    return fakes.make_assignment(tmp_path)
-
-
-def write(path: Path, directive: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(fakes.submission(directive), path)
-    return path
+write = fakes.write_submission
 
 
 def test_every_stored_result_matches_the_schema_and_faults_reach_the_instructor(fake, tmp_path):

@@ -92,3 +92,18 @@ def with_descriptions(result: GradeResult, descriptions: dict[str, str]) -> Grad
         if not t.description and descriptions.get(t.name):
             t.description = descriptions[t.name]
     return shown
+
+
+class FeedbackFile(Exporter):
+    """One feedback file per student, feedback/<student><suffix>, made by `render` (a function of
+    autograder/feedback.py: (result, student=, cell_titles=) -> text). Subclasses set the three."""
+    suffix = ""
+    render = None
+
+    def student(self, ctx: ExportContext, entry: Entry) -> None:
+        shown = with_descriptions(entry.result, ctx.descriptions)
+        write_atomic(ctx.out / "feedback" / f"{entry.student}{self.suffix}",
+                     type(self).render(shown, student=entry.student, cell_titles=ctx.cell_titles))
+
+    def outputs(self, ctx: ExportContext) -> str:
+        return f"feedback: {ctx.out / 'feedback'}/*{self.suffix}"

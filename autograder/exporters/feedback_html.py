@@ -2,17 +2,11 @@
 from __future__ import annotations
 
 from autograder import feedback
-from autograder.exporters.base import Entry, ExportContext, Exporter, with_descriptions, write_atomic
+from autograder.exporters.base import FeedbackFile
 
 
-class FeedbackHTML(Exporter):
+class FeedbackHTML(FeedbackFile):
     name = "html"
     help = "feedback/<student>.html"
-
-    def student(self, ctx: ExportContext, entry: Entry) -> None:
-        shown = with_descriptions(entry.result, ctx.descriptions)
-        write_atomic(ctx.out / "feedback" / f"{entry.student}.html",
-                     feedback.render_html(shown, student=entry.student, cell_titles=ctx.cell_titles))
-
-    def outputs(self, ctx: ExportContext) -> str:
-        return f"feedback: {ctx.out / 'feedback'}"
+    suffix = ".html"
+    render = staticmethod(feedback.render_html)
