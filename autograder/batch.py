@@ -57,7 +57,7 @@ from autograder.exporters import Entry, ExportContext
 from autograder.exporters.base import write_atomic
 from autograder.result import Fault, GradeResult, ResultError
 from autograder.settings import Settings
-from autograder.pool import GraderPool, job_line
+from autograder.pool import GraderPool, job_line, start_grader
 
 # A command to run instead of `python -m autograder` for each submission (tests point it at a fake
 # single grader); split like a shell command line, then given "grade <a> <nb> --json ...".
@@ -324,9 +324,7 @@ def run_grader(assignment: str, notebook: Path, executed: Path, *, root: str | N
     if pool is not None:
         proc = pool.take()
     else:
-        proc = subprocess.Popen(pooled_command(assignment, root=root, settings=settings), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=grader_env(),
-                                start_new_session=True)
+        proc = start_grader(pooled_command(assignment, root=root, settings=settings), grader_env())
     if children is not None:
         children.add(proc)
     try:

@@ -20,7 +20,9 @@ handed out (`expect`), so the last submissions start no grader that will not be 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 from collections import deque
 from pathlib import Path
@@ -81,13 +83,25 @@ class GraderPool:
             self._idle.append(self._spawn())
 
     def _spawn(self) -> subprocess.Popen:
-        # Its own process group (start_new_session): killed whole on timeout, with its kernel.
-        proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=self.env, start_new_session=True)
+        proc = start_grader(self.command, self.env)
         self.started += 1
         if self._on_start:
             self._on_start(proc)
         return proc
+
+
+def start_grader(command: list[str], env: dict):
+    """Start a grader process: forked from the pre-imported server when the command is this
+    interpreter's `python -m autograder ...` (forkgrader.py), else a plain subprocess. Either way
+    it leads its own process group (killed whole on timeout, with its kernel) and has text pipes.
+
+    $AUTOGRADER_NO_FORKSERVER=1 forces plain subprocesses (to compare, or to rule the server out)."""
+    from autograder import forkgrader
+    ours = [sys.executable, "-m", "autograder"]
+    if command[:3] == ours and forkgrader.available() and not os.environ.get("AUTOGRADER_NO_FORKSERVER"):
+        return forkgrader.spawn(command[3:], env)
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
 
 
 def job_line(notebook: Path, executed: Path | None) -> str:

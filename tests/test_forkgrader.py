@@ -1,0 +1,84 @@
+"""Graders forked from a pre-imported server (autograder/forkgrader.py) behave as the subprocesses
+they replace: the same command line, pipes, exit status, process group and kill.
+
+The oracle is `python -m autograder ...` run as a plain subprocess: the forked grader must give the
+same output and status. The speed-up itself is measured by `python -m autograder bench` (a
+benchmark, not a timed test).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autograder import forkgrader
+from autograder.pool import start_grader
+
+pytestmark = pytest.mark.skipif(not forkgrader.available(), reason="needs fork (Linux)")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def plain(argv, input=None):
+    return subprocess.run([sys.executable, "-m", "autograder", *argv], input=input, capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["grade", "no_such_assignment", "-", "--json"]],
+                         ids=["help", "unknown-assignment"])
+def test_same_output_and_status_as_a_subprocess(argv):
+    env = dict(os.environ)
+    forked = forkgrader.spawn(argv, env)
+    out, err = forked.communicate(timeout=300)
+    expected = plain(argv)
+    assert (forked.returncode, out) == (expected.returncode, expected.stdout)
+    assert err.strip().splitlines()[-1:] == expected.stderr.strip().splitlines()[-1:]
+
+
+def test_the_batch_forks_our_own_command_and_runs_anything_else_as_a_subprocess(monkeypatch):
+    ours = start_grader([sys.executable, "-m", "autograder", "--help"], dict(os.environ))
+    other = start_grader([sys.executable, "-c", "print('other')"], dict(os.environ))
+    assert isinstance(ours, forkgrader.ForkedGrader) and isinstance(other, subprocess.Popen)
+    assert "grade" in ours.communicate(timeout=300)[0] and other.communicate(timeout=60)[0] == "other\n"
+    monkeypatch.setenv("AUTOGRADER_NO_FORKSERVER", "1")
+    off = start_grader([sys.executable, "-m", "autograder", "--help"], dict(os.environ))
+    assert isinstance(off, subprocess.Popen)
+    off.communicate(timeout=300)
+
+
+def test_environment_is_the_one_given_not_the_servers():
+    """The grader reads its environment (run size, offline data, debug): it must see the one passed
+    for it, not the server's. Observable without a kernel: argparse wraps --help at $COLUMNS."""
+    def forked_help(columns):
+        out, _ = forkgrader.spawn(["--help"], dict(os.environ, COLUMNS=str(columns))).communicate(timeout=300)
+        return out
+    narrow = subprocess.run([sys.executable, "-m", "autograder", "--help"], capture_output=True, text=True,
+                            cwd=REPO, env=dict(os.environ, COLUMNS="40"), timeout=300).stdout
+    assert forked_help(40) == narrow != forked_help(200)
+
+
+def test_leads_its_own_process_group_and_the_batch_kills_it_whole(tmp_path):
+    """A pooled grader waiting for its job (its sandboxed kernel started): killing its group, as the
+    batch does on a timeout, ends it and everything it started."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_cli import make_root
+    root = make_root(tmp_path / "course")
+    forked = forkgrader.spawn(["grade", "toy", "-", "--json", "--root", str(root)], dict(os.environ))
+    assert os.getpgid(forked.pid) == forked.pid != os.getpgid(0)      # its own group from the start
+    time.sleep(2)                                                       # let it start its kernel
+    assert forked.poll() is None
+    os.killpg(forked.pid, signal.SIGKILL)
+    assert forked.wait(timeout=60) == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(forked.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("processes of the killed grader's group are still running")
