@@ -31,7 +31,8 @@ import nbformat
 
 from autograder.assignments import ROOT, Assignment, find_assignment
 from autograder.kernel import GraderError, KernelSession
-from autograder.notebook import SubmissionError, merge, read_notebook, scan_tampering
+from autograder.notebook import SubmissionError, merge, read_notebook
+from autograder.tamper import scan_tampering
 from autograder.plugin import GradingPlugin
 from autograder.result import READABLE_SUITES, GradeResult, InstructorNotes
 from autograder.sandbox import Limits, Sandbox

@@ -18,7 +18,8 @@ import toy_kit  # noqa: E402
 from toy_kit import insert_after, submission  # noqa: E402
 
 from autograder import assignments  # noqa: E402
-from autograder.notebook import SubmissionError, grade_id, merge, read_notebook, scan_tampering  # noqa: E402
+from autograder.notebook import SubmissionError, grade_id, merge, read_notebook  # noqa: E402
+from autograder.tamper import scan_tampering  # noqa: E402
 from autograder.plugin import INTERNAL_ERROR, GradingPlugin  # noqa: E402
 from autograder.proxy import (REF, BadResult, RemoteRef, StudentError, check_result, decode_result,  # noqa: E402
                               encode_args)
