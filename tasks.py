@@ -3,6 +3,7 @@
 
     python3 tasks.py demo    # install into .venv, then run the grading demo
     python3 tasks.py test    # install into .venv, then run every test (CI runs exactly this)
+    python3 tasks.py notebooks   # the solution notebooks at the students' run size, each one timed
 
 Standard library only, so that it runs before anything is installed. The virtual environment is
 made once and reinstalled only when a pyproject.toml changes (a hash of both is kept in
@@ -92,7 +93,7 @@ def ensure_venv() -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in {"demo", "test"}:
+    if len(argv) != 1 or argv[0] not in {"demo", "test", "notebooks"}:
         print(__doc__)
         return 2
     py = ensure_venv()
@@ -103,9 +104,16 @@ def main(argv: list[str]) -> int:
     env.setdefault("MPLBACKEND", "Agg")
     if argv[0] == "demo":
         cmd = [py, "-m", "autograder", "demo"]
+    elif argv[0] == "notebooks":
+        # Every solution notebook at the students' default run size, with each one's time
+        # (solutions/conftest.py); the test command runs them at "tiny".
+        env.setdefault("DLCOURSE_NBVAL_RUN_SIZE", "small")
+        cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "solutions",
+               "--nbval-lax", "--nbval-current-env", "--ignore-glob=*/tests/*.ipynb"]
     else:
         # The project's tests, then every solution notebook run end to end by nbval (--nbval-lax:
-        # only cells marked `# NBVAL_CHECK_OUTPUT` have their outputs compared).
+        # only cells marked `# NBVAL_CHECK_OUTPUT` have their outputs compared), at run size
+        # "tiny" (solutions/conftest.py says why; `notebooks` runs them at the default size).
         cmd = [py, "-m", "pytest", "-p", "no:cacheprovider", "tests", "solutions",
                "--nbval-lax", "--nbval-current-env", "--ignore-glob=*/tests/*.ipynb"]
     print("+", " ".join(str(c) for c in cmd), flush=True)
