@@ -26,6 +26,7 @@ def test_runs_record_git_state_config_and_metrics(tmp_path):
 
     run = dl.start_run("baseline", {"lr": 0.1, "num_epochs": 2}, root=root, code_dir=repo)
     history = dl.History({"train_loss": [1.0, 0.5], "val_acc": [0.6, 0.8], "epoch_time": [1.0, 1.0]})
+    history.optimizer = "SGD(lr=0.1, momentum=0.9, weight_decay=0)"       # as fit records it
     net = nn.Linear(2, 2)
     run.finish(history, metrics={"test_acc": 0.75}, net=net)
     (repo / "train.py").write_text("print('changed')\n")                  # uncommitted edit
@@ -39,7 +40,8 @@ def test_runs_record_git_state_config_and_metrics(tmp_path):
     assert "final_epoch_time" not in first
     assert second["dirty"] is True and second["finished"] is False and second["weight_decay"] == 5e-4
     assert crashed.dir.name.endswith("wd=5e-4_try")
-    assert json.loads((run.dir / "metrics.json").read_text())["history"]["val_acc"] == [0.6, 0.8]
+    record = json.loads((run.dir / "metrics.json").read_text())
+    assert record["history"]["val_acc"] == [0.6, 0.8] and record["optimizer"] == history.optimizer
     assert torch.equal(torch.load(run.dir / "model.pt")["weight"], net.weight)
     assert run.log_dir == run.dir / "tensorboard"
     table = dl.format_runs(rows, ["name", "lr", "dirty", "test_acc"]).splitlines()

@@ -115,17 +115,75 @@ def test_validation_metrics_match_evaluate_and_a_manual_computation():
     assert len(history["train_top3"]) == 2
 
 
-def test_default_optimizers_sgd_with_lr_else_adam():
-    X, y = make_data(16)
-    for kwargs, make_opt in (({"lr": 0.3}, lambda p: torch.optim.SGD(p, lr=0.3)),
-                             ({}, lambda p: torch.optim.Adam(p, lr=1e-3))):
-        net = mlp()
-        ref = copy.deepcopy(net)
-        quiet_fit(net, [(X, y)], num_epochs=1, **kwargs)
-        optimizer = make_opt(ref.parameters())
-        F.cross_entropy(ref(X), y).backward()
+@pytest.mark.parametrize("kwargs, make_opt, shown", [
+    ({}, lambda p: torch.optim.Adam(p, lr=1e-3), "Adam(lr=0.001, betas=(0.9, 0.999), weight_decay=0)"),
+    ({"lr": 0.01}, lambda p: torch.optim.Adam(p, lr=0.01), "Adam(lr=0.01, "),
+    ({"optimizer": "adam", "lr": 3e-4}, lambda p: torch.optim.Adam(p, lr=3e-4), "Adam(lr=0.0003, "),
+    ({"optimizer": "AdamW"}, lambda p: torch.optim.AdamW(p, lr=1e-3, weight_decay=0.01),
+     "AdamW(lr=0.001, betas=(0.9, 0.999), weight_decay=0.01)"),
+    ({"optimizer": "sgd"}, lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+     "SGD(lr=0.01, momentum=0.9, weight_decay=0)"),
+    ({"optimizer": "sgd", "lr": 0.3}, lambda p: torch.optim.SGD(p, lr=0.3, momentum=0.9), "SGD(lr=0.3, momentum=0.9"),
+])
+def test_named_optimizers_are_the_torch_optimizers_they_name(kwargs, make_opt, shown):
+    """Oracle: torch's own optimizer with the documented hyper-parameters, stepped by hand over the
+    same batches. Three steps, so that momentum and Adam's moments matter (a plain-SGD fit, as
+    lr= alone used to build, would give other weights)."""
+    X, y = make_data(48)
+    net = mlp()
+    ref = copy.deepcopy(net)
+    history = quiet_fit(net, batches_of(X, y), num_epochs=1, **kwargs)
+    optimizer = make_opt(ref.parameters())
+    for Xb, yb in batches_of(X, y):
+        optimizer.zero_grad()
+        F.cross_entropy(ref(Xb), yb).backward()
         optimizer.step()
-        assert params_equal(net, ref)
+    assert params_equal(net, ref)
+    assert history.optimizer.startswith(shown)
+    plain = copy.deepcopy(ref)                      # the old silent choice differs from every named one
+    quiet_fit(plain, batches_of(X, y), num_epochs=1, optimizer=torch.optim.SGD(plain.parameters(), lr=0.3))
+    assert not params_equal(plain, net)
+
+
+def test_an_optimizer_object_is_used_as_given_and_named():
+    X, y = make_data(16)
+    net = mlp()
+    optimizer = torch.optim.RMSprop(net.parameters(), lr=0.002)
+    history = quiet_fit(net, [(X, y)], num_epochs=1, optimizer=optimizer)
+    assert optimizer.state and history.optimizer.startswith("RMSprop(lr=0.002, momentum=0")
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
+        quiet_fit(net, [(X, y)], num_epochs=1, optimizer="lamb")
+    with pytest.raises(TypeError, match="torch.optim.Optimizer"):
+        quiet_fit(net, [(X, y)], num_epochs=1, optimizer=torch.optim.SGD)
+
+
+def test_fit_says_which_optimizer_it_built(capsys):
+    X, y = make_data(16)
+    fit(mlp(), [(X, y)], num_epochs=1, device="cpu", optimizer="sgd", lr=0.05)
+    assert "fit: SGD(lr=0.05, momentum=0.9, weight_decay=0), 1 epochs on cpu" in capsys.readouterr().out
+
+
+def test_the_default_trains_a_lenet_on_the_offline_digits():
+    """The README's call, fit(net, train, val, num_epochs=...), with nothing else chosen, must train
+    a LeNet-sized network: 5 epochs on 600 offline digits reach well above chance (10 %). Plain SGD
+    at lr=2e-3 (what fit(..., lr=2e-3) silently built before: issue 10's trap in 03) stays at chance
+    on the same run, so this test tells the two apart."""
+    import dlcourse as dl
+
+    def lenet():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),                # (N, 6, 14, 14)
+                             nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),  # (N, 400)
+                             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+    seed_everything(0)
+    data = dl.load_data("mnist", batch_size=64, image_size=32, train_size=600, offline=True)
+    history = quiet_fit(lenet(), data.train, data.val, num_epochs=5)
+    assert history.optimizer.startswith("Adam(lr=0.001")
+    assert history["val_acc"][-1] > 0.8, history["val_acc"]
+    net = lenet()
+    plain = quiet_fit(net, data.train, data.val, num_epochs=5, optimizer=torch.optim.SGD(net.parameters(), lr=2e-3))
+    assert plain["val_acc"][-1] < 0.3, plain["val_acc"]
 
 
 def test_predict_collects_outputs_on_cpu():
@@ -181,7 +239,7 @@ def test_gradient_clipping_limits_the_step():
     grad_norm = torch.cat([p.grad.flatten() for p in ref.parameters()]).norm().item()
     max_norm = grad_norm / 10                          # so clipping really happens
     before = torch.cat([p.detach().flatten() for p in net.parameters()])
-    quiet_fit(net, [(X, y)], num_epochs=1, lr=1.0, grad_clip=max_norm)
+    quiet_fit(net, [(X, y)], num_epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=1.0), grad_clip=max_norm)
     after = torch.cat([p.detach().flatten() for p in net.parameters()])
     # plain SGD: delta = -lr * g * max_norm / ||g||, so ||delta|| = lr * max_norm
     assert (after - before).norm().item() == pytest.approx(max_norm, rel=1e-4)
@@ -444,7 +502,7 @@ def test_fit_rejects_inconsistent_objects():
     X, y = make_data(16)
     net = mlp()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match="either optimizer or lr"):
+    with pytest.raises(ValueError, match="either an optimizer object or lr"):
         quiet_fit(net, [(X, y)], num_epochs=1, optimizer=optimizer, lr=0.1)
     other = torch.optim.lr_scheduler.StepLR(torch.optim.SGD(net.parameters(), lr=0.1), 1)
     with pytest.raises(ValueError, match="different optimizer"):

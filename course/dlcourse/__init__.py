@@ -5,7 +5,8 @@
     dl.seed_everything(0)                         # random, numpy, torch: the same numbers every run
     device = dl.get_device()                      # cuda, then mps, then cpu
     data = dl.load_data("mnist", batch_size=128)  # falls back to offline digits without a network
-    history = dl.fit(net, data.train, data.val, num_epochs=5, lr=0.1, device=device)
+    history = dl.fit(net, data.train, data.val, num_epochs=5, device=device)   # prints: fit: Adam(lr=0.001, ...)
+    history = dl.fit(net, data.train, data.val, num_epochs=5, optimizer="sgd", lr=0.05)  # SGD, momentum 0.9
     dl.plot_history(history)
 
 One idea per module, each short enough to read in one sitting:
@@ -36,16 +37,17 @@ from dlcourse import runs
 from dlcourse.runs import format_runs, list_runs, start_run
 from dlcourse.runsize import run_size
 from dlcourse.seed import seed_everything, seed_worker
-from dlcourse.training import (EarlyStopping, History, evaluate, fit, load_checkpoint, overfit_one_batch, predict,
-                               save_checkpoint)
+from dlcourse.training import (EarlyStopping, History, describe_optimizer, evaluate, fit, load_checkpoint,
+                               make_optimizer, overfit_one_batch, predict, save_checkpoint)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DATA_DIR", "DataLoaders", "DatasetInfo", "DeviceLoader", "EarlyStopping", "History", "accuracy",
-    "amp_dtype", "autocast", "channels_last", "count_flops", "count_macs", "count_parameters", "distributed",
+    "amp_dtype", "autocast", "channels_last", "count_flops", "count_macs", "count_parameters", "describe_optimizer",
+    "distributed",
     "evaluate", "fit", "format_runs", "get_datasets", "get_device", "layer_table", "list_runs",
-    "load_checkpoint", "load_data", "loader_kwargs", "make_shapes", "num_correct", "numerical_gradient",
+    "load_checkpoint", "load_data", "loader_kwargs", "make_optimizer", "make_shapes", "num_correct", "numerical_gradient",
     "overfit_one_batch", "plot_history", "predict", "random_crop_flip", "receptive_field", "rel_error",
     "run_size", "runs", "save_checkpoint", "seed_everything", "seed_worker", "set_cudnn_benchmark",
     "show_feature_maps", "show_filters", "show_images", "start_run", "summary", "to_device", "topk_accuracy",

@@ -8,16 +8,17 @@ writes, as it starts and as it ends:
         config.json       name, the configuration you pass (lr, num_epochs, augment, ...), the
                           start time, the git commit of the code and whether the tree had
                           uncommitted changes ("dirty": the commit alone does not reproduce it)
-        metrics.json      the final metrics and the whole History, written when the run ends
+        metrics.json      the final metrics, the whole History and the optimizer that trained
+                          (history.optimizer), written when the run ends
         model.pt          the trained weights (state_dict), if you pass the network
         tensorboard/      fit(..., log_dir=run.log_dir) writes its curves here
 
 and `list_runs()` reads them all back into one table, so that comparing runs is reading rows,
 not remembering.
 
-    run = dl.start_run("baseline", {"lr": 0.1, "num_epochs": 10})
-    history = dl.fit(net, train_iter, val_iter, num_epochs=10, lr=0.1, log_dir=run.log_dir)
-    run.finish(history, net=net)
+    run = dl.start_run("baseline", {"optimizer": "sgd", "lr": 0.05, "num_epochs": 10})
+    history = dl.fit(net, train_iter, val_iter, num_epochs=10, optimizer="sgd", lr=0.05, log_dir=run.log_dir)
+    run.finish(history, net=net)      # metrics.json also records history.optimizer, "SGD(lr=0.05, momentum=0.9, ...)"
     print(dl.format_runs(dl.list_runs()))
 """
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Run:
         when `net` is given."""
         final = {f"final_{k}": v[-1] for k, v in (history or {}).items() if v and k != "epoch_time"}
         record = {"metrics": {**final, **(metrics or {})}, "history": dict(history or {}),
-                  "finished": _now()}
+                  "optimizer": getattr(history, "optimizer", None), "finished": _now()}
         if net is not None:
             torch.save(net.state_dict(), self.dir / MODEL)
         _write_json(self.dir / METRICS, record)

@@ -2,8 +2,12 @@
 
 Every notebook trains with the same few lines:
 
-    history = fit(net, train_iter, val_iter, num_epochs=10, lr=0.1)
+    history = fit(net, train_iter, val_iter, num_epochs=10)                   # Adam, lr=1e-3
+    history = fit(net, train_iter, val_iter, num_epochs=10, optimizer="sgd", lr=0.05)  # SGD, momentum 0.9
     plot_history(history)
+
+The optimiser is always a visible choice: a name ("adam", the default, "adamw", "sgd") whose
+learning rate `lr` sets, or an optimizer object you built yourself. fit prints which one it built.
 
 `fit` is the loop you would write by hand (and write once yourself in the first notebook):
 
@@ -62,6 +66,8 @@ class History(dict):
     empty lists.
 
     history["val_acc"][-1] is the last validation accuracy; plot_history(history) draws it all.
+    history.optimizer names the optimizer fit trained with ("Adam(lr=0.001, ...)"; None when the
+    History did not come from fit).
     """
 
     KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time")
@@ -70,6 +76,7 @@ class History(dict):
         super().__init__({key: [] for key in self.KEYS})
         for key, values in dict(*args, **kwargs).items():
             self[key] = list(values)
+        self.optimizer = getattr(args[0], "optimizer", None) if args else None
 
     @property
     def num_epochs(self) -> int:
@@ -511,9 +518,10 @@ def _check_fit_args(num_epochs, optimizer, lr, scheduler_interval, grad_clip, re
         raise ValueError(f"num_epochs must be an integer >= 1, got {num_epochs!r}")
     if scheduler_interval not in ("epoch", "batch"):
         raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
-    if optimizer is not None and lr is not None:
-        raise ValueError("pass either optimizer or lr, not both (lr would be ignored): "
-                         "set the learning rate when you build the optimizer")
+    if not isinstance(optimizer, str) and lr is not None:
+        raise ValueError("pass either an optimizer object or lr, not both (lr would be ignored): "
+                         "set the learning rate when you build the optimizer, or name one "
+                         "(optimizer='adam', 'adamw' or 'sgd') and let lr set its learning rate")
     if lr is not None and not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if grad_clip is not None and not grad_clip > 0:
@@ -522,12 +530,54 @@ def _check_fit_args(num_epochs, optimizer, lr, scheduler_interval, grad_clip, re
         raise ValueError("resume=True needs checkpoint_path (the file to resume from)")
 
 
-def _make_optimizer(net, optimizer, lr):
-    if optimizer is not None:
+# The optimisers fit builds by name, each with the learning rate it uses when lr is not given.
+# Adam at 1e-3 is the default because it trains every network of the course well without tuning;
+# SGD needs a learning rate chosen for the network (and momentum: plain SGD at a rate that suits
+# one network leaves another one at chance after a few epochs).
+OPTIMIZERS = {
+    "adam": (torch.optim.Adam, {"lr": 1e-3}),
+    "adamw": (torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 1e-2}),
+    "sgd": (torch.optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
+}
+
+
+def make_optimizer(net, optimizer="adam", lr=None):
+    """The optimizer fit trains with: `optimizer` itself if it is one, else the one it names.
+
+    Inputs:
+    - net: the nn.Module whose parameters (those with requires_grad) are optimised.
+    - optimizer: a torch.optim.Optimizer (returned unchanged), or a name:
+        "adam"   torch.optim.Adam(lr=1e-3)
+        "adamw"  torch.optim.AdamW(lr=1e-3, weight_decay=0.01)  (decoupled weight decay)
+        "sgd"    torch.optim.SGD(lr=0.01, momentum=0.9)
+    - lr: the learning rate of a named optimizer (its default above when None).
+
+    Returns:
+    - a torch.optim.Optimizer. describe_optimizer(it) says what it is in one line.
+    """
+    if isinstance(optimizer, torch.optim.Optimizer):
+        if lr is not None:
+            raise ValueError("pass either an optimizer object or lr, not both")
         return optimizer
-    if lr is not None:
-        return torch.optim.SGD(net.parameters(), lr=lr)
-    return torch.optim.Adam(net.parameters(), lr=1e-3)
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or one of {sorted(OPTIMIZERS)}, "
+                        f"got {type(optimizer).__name__}")
+    if optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; fit builds {sorted(OPTIMIZERS)} by name, "
+                         f"or pass a torch.optim optimizer you built yourself")
+    cls, defaults = OPTIMIZERS[optimizer.lower()]
+    kwargs = dict(defaults) if lr is None else {**defaults, "lr": lr}
+    return cls([p for p in net.parameters() if p.requires_grad], **kwargs)
+
+
+def describe_optimizer(optimizer) -> str:
+    """One line that says which optimizer trains and with which hyper-parameters (of its first
+    parameter group), e.g. "SGD(lr=0.01, momentum=0.9, weight_decay=0)"."""
+    group = optimizer.param_groups[0]
+    shown = [f"{key}={group[key]!r}" if not isinstance(group[key], float) else f"{key}={group[key]:g}"
+             for key in ("lr", "momentum", "betas", "weight_decay", "nesterov")
+             if key in group and not (key == "nesterov" and not group[key])]
+    return f"{type(optimizer).__name__}({', '.join(shown)})"
 
 
 def _check_scheduler(scheduler, optimizer, interval):
@@ -588,7 +638,7 @@ def _fit_epoch(net, train_iter, val_iter, *, epoch, num_epochs, optimizer, loss_
     return row
 
 
-def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, loss_fn=None,
+def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer="adam", lr=None, loss_fn=None,
         scheduler=None, scheduler_interval="epoch", device=None, amp=False, channels_last=False,
         grad_clip=None, topk=(1,), callbacks=(), log_dir=None, progress=True,
         checkpoint_path=None, resume=False) -> History:
@@ -598,8 +648,13 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
     - net: nn.Module mapping X (N, ...) to scores (N, C). It is moved to `device` (in place).
     - train_iter, val_iter: iterables of (X, y) batches, e.g. DataLoaders; val_iter optional.
     - num_epochs: total number of epochs (with resume=True: including those already done).
-    - optimizer: a torch.optim optimizer over net's parameters. If None: SGD(lr) when lr is
-      given, else Adam(lr=1e-3), a robust default.
+    - optimizer: what updates the weights, always your choice:
+      a name, "adam" (the default), "adamw" or "sgd" (with momentum 0.9), and then lr sets its
+      learning rate (default 1e-3 for Adam and AdamW, 0.01 for SGD; see OPTIMIZERS); or a
+      torch.optim optimizer you built over net's parameters (then lr must not be given). fit
+      prints the optimizer it trains with before the first epoch (when progress is on) and
+      records it in history.optimizer, e.g. "Adam(lr=0.001, betas=(0.9, 0.999), weight_decay=0)".
+    - lr: the learning rate of a named optimizer.
     - loss_fn: default nn.CrossEntropyLoss() (softmax + negative log-likelihood); must return
       the mean over the batch.
     - scheduler: a torch.optim.lr_scheduler built on `optimizer`, stepped after every epoch
@@ -630,8 +685,8 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
     predictions by hand (or use predict / evaluate, which do).
 
     Returns:
-    - History: per-epoch "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time".
-      train_loss is the mean of the per-batch losses, weighted by batch size, measured while the
+    - History: per-epoch "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time",
+      and history.optimizer (describe_optimizer of the optimizer that trained). train_loss is the mean of the per-batch losses, weighted by batch size, measured while the
       weights were changing; val_loss is measured with the weights at the end of the epoch.
     """
     _check_fit_args(num_epochs, optimizer, lr, scheduler_interval, grad_clip, resume, checkpoint_path)
@@ -642,7 +697,9 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
     model = distributed.wrap(net, device)                 # net itself in a single process
     main_process = distributed.is_main_process()
     progress = progress and main_process
-    optimizer = _make_optimizer(net, optimizer, lr)
+    optimizer = make_optimizer(net, optimizer, lr)
+    if progress:
+        print(f"fit: {describe_optimizer(optimizer)}, {num_epochs} epochs on {device}")
     _check_scheduler(scheduler, optimizer, scheduler_interval)
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
     ks = _topk_tuple(topk)
@@ -660,6 +717,7 @@ def fit(net, train_iter, val_iter=None, *, num_epochs, optimizer=None, lr=None, 
         if done >= num_epochs and progress:
             print(f"{checkpoint_path} already holds {done} epochs (num_epochs={num_epochs}): nothing to do")
 
+    history.optimizer = describe_optimizer(optimizer)
     tensorboard = _TensorBoardLog(log_dir) if log_dir is not None and main_process else None
     was_training = net.training
     try:
