@@ -208,6 +208,25 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
         torch.nn.MaxPool2d(kernel_size, stride, padding)(x).backward(grad_out)
     return x.grad
 '''
+# autograd through a pooling written with allowed tensor ops (a strided view, argmax and gather, so autograd
+# routes each window's gradient to its first maximum: the course's tie rule). Without the "autograd" op group in
+# max_pool2d_backward's rules this scores full marks; the backward pass is the exercise, so it must lose all 4.
+BACKWARD_AUTOGRAD_OWN = '''
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0):
+    K, P = kernel_size, padding
+    S = K if stride is None else stride
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        x_pad = F.pad(x, [P] * 4, value=-float("inf"))
+        N, C, Hp, Wp = x_pad.shape
+        H_out, W_out = (Hp - K) // S + 1, (Wp - K) // S + 1
+        sN, sC, sH, sW = x_pad.stride()
+        windows = x_pad.as_strided((N, C, H_out, W_out, K, K), (sN, sC, S * sH, S * sW, sH, sW))
+        windows = windows.reshape(N, C, H_out, W_out, K * K)
+        out = windows.gather(-1, windows.argmax(dim=-1, keepdim=True)).squeeze(-1)
+        out.backward(grad_out)
+    return x.grad
+'''
 POOL_TENSOR_UNFOLD = '''
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     S = stride or kernel_size
@@ -435,6 +454,9 @@ CASES = [
          "windows by Tensor.unfold (the reference backward calls this max_pool2d); AlexNet copying the layers of "
          "a torchvision model reached through importlib and strings; a VGG with the right keys whose forward "
          "hands the loaded weights to a torchvision network"),
+    Case("cheat_backward_autograd", "cheat", sub(max_pool2d_backward=BACKWARD_AUTOGRAD_OWN), 15.0,
+         "max_pool2d_backward by autograd through a pooling of allowed tensor ops (as_strided, argmax, gather): "
+         "all 4 backward points lost to the 'autograd' rule, every other exercise full"),
     # --- nothing done
     Case("do_nothing", "broken",
          sub(topk_accuracy=TOPK_NOTHING, max_pool2d=POOL_NOTHING, max_pool2d_backward=BACKWARD_NOTHING,

@@ -19,7 +19,9 @@ student's result to name the mistake; they are never sent to the kernel or shown
 
 Forbidden inside the student's functions: in topk_accuracy the library's metrics (dlcourse.metrics);
 in max_pool2d and max_pool2d_backward torch's pooling (any operator named *pool*, also autograd
-through it) and unfolding (F.unfold, Tensor.unfold, im2col).
+through it) and unfolding (F.unfold, Tensor.unfold, im2col); in max_pool2d_backward also autograd
+itself (the "autograd" op group, as in 01's conv2d_backward): a backward pass obtained by calling
+.backward() through a pooling written with allowed tensor ops is autograd's work, not the student's.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from autograder.testing import Mistake, RemoteRef, StudentError, assert_close, check, fail, points
 
 POOL_RULES = ("pooling", "unfold")
+BACKWARD_RULES = ("pooling", "unfold", "autograd")       # the backward pass is the exercise: no autograd
 TOPK, POOL, BACKWARD = "test_topk_accuracy", "test_max_pool2d", "test_max_pool2d_backward"
 # The library's finished metric (dl.topk_accuracy, dl.accuracy, dl.num_correct: the module
 # dlcourse.metrics) is forbidden inside topk_accuracy, enforced while it runs (forbid_calls).
@@ -275,7 +278,7 @@ def check_backward(student, x, K, S=None, P=0, seed=0, check_dtype=False):
     grad_out = torch.randn(F.max_pool2d(x, K, S, P).shape, generator=gen(seed), dtype=x.dtype)
     what = (f"max_pool2d_backward(grad_out, x, kernel_size={K}, stride={S}, padding={P}) on x of shape "
             f"{tuple(x.shape)}")
-    got = student.function("max_pool2d_backward", forbid=POOL_RULES, timeout=60)(grad_out, x, K, S, P)
+    got = student.function("max_pool2d_backward", forbid=BACKWARD_RULES, timeout=60)(grad_out, x, K, S, P)
     assert_close(got, torch_grad(grad_out, x, K, S, P), what, rtol=1e-5, atol=1e-6, check_dtype=check_dtype,
                  mistakes=backward_mistakes(grad_out, x, K, S, P))
 
