@@ -243,7 +243,7 @@ _HTML = _ENV.from_string("""\
 <h2>{{ s.title|code }}: {{ s.points|pts }} / {{ s.max_points|pts }}</h2>
 {% for m in s.mistakes %}
 <div class="mistake">
-<p><strong>Likely mistake:</strong> {{ m.explain }}</p>
+<p><strong>Likely mistake:</strong> {{ m.explain|code }}</p>
 <p>Tests that failed because of it:</p>
 {% for c in m.checks %}{{ check(c, c.detail) }}{% endfor %}
 </div>
@@ -333,7 +333,7 @@ def render_markdown(result, *, student: str | None = None,
     for s in sections(result, cell_titles):
         lines += [f"## {_md_text(s.title)}: {fmt_points(s.points)} / {fmt_points(s.max_points)}", ""]
         for m in s.mistakes:
-            lines += [f"> **Likely mistake:** {_md_inline(m.explain)}", ">", "> Tests that failed because of it:", ""]
+            lines += [f"> **Likely mistake:** {_md_text(m.explain)}", ">", "> Tests that failed because of it:", ""]
             for c in m.checks:
                 lines += check(c, c.detail, indent="  ")
         for c in s.other_checks:

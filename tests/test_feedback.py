@@ -164,6 +164,13 @@ def test_exercise_names_keep_their_code_spans():
     assert "\\`" not in md
     html = feedback.render_html(NAMED, cell_titles={"test_conv2d_naive": "Exercise 3: `<b>conv2d_naive` (4 points)"})
     assert "Exercise 3: <code>&lt;b&gt;conv2d_naive</code> (4 points)" in html
+    # a named mistake's explanation quotes code too ("`>=` in a scan?"): shown as code, never as \`
+    quoted = {**NAMED, "tests": [dict(t, mistake=t.get("mistake") and "use `max_pool2d` with <b>`>=`</b>")
+                                 for t in NAMED["tests"]]}
+    md = feedback.render_markdown(quoted, cell_titles=NAMED_TITLES)
+    assert "> **Likely mistake:** use `max_pool2d` with \\<b\\>`>=`\\</b\\>" in md and "\\`" not in md
+    html = feedback.render_html(quoted, cell_titles=NAMED_TITLES)
+    assert "use <code>max_pool2d</code> with &lt;b&gt;<code>&gt;=</code>&lt;/b&gt;" in html
     # an unbalanced backtick stays escaped
     md = feedback.render_markdown(NAMED, cell_titles={"test_conv2d_naive": "Exercise `3 [x](y)"})
     assert "## Exercise \\`3 \\[x\\](y)" in md
