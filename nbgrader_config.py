@@ -46,6 +46,17 @@ from autograder.settings import Settings  # noqa: E402
 c.Execute.timeout = int(Settings().replace(dict(c.Autograder)).limits.cell_timeout)
 c.Execute.interrupt_on_timeout = True
 
+# Every release opens with a Colab/Binder badge cell and a cell that installs the course library where it
+# is missing (autograder/colab.py), added by one preprocessor after nbgrader's own. The badges and the
+# install point at the course's public repository: SET IT HERE (the default is a placeholder), then run
+# `python -m autograder release` again.
+from autograder.colab import ColabCells  # noqa: E402
+from nbgrader.converters import GenerateAssignment  # noqa: E402
+
+c.ColabCells.repository = "https://github.com/YOUR-ORG/dlcourse"     # placeholder: the course's repository
+c.ColabCells.branch = "main"
+c.GenerateAssignment.preprocessors = [*GenerateAssignment.class_traits()["preprocessors"].default(), ColabCells]
+
 # Students see this stub where the solution was.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
