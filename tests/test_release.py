@@ -88,7 +88,9 @@ def tampered(toy: Path, tmp_path: Path, text: str) -> Path:
 
 def test_clean_toy_release_has_no_leaks(toy):
     nb = nbformat.read(toy / "course" / "toyfake" / "toyfake.ipynb", as_version=4)
-    assert "raise NotImplementedError()" in nb.cells[2].source          # nbgrader did its job
+    answer = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+    assert "raise NotImplementedError()" in answer.source                 # nbgrader did its job
+    assert [c.id for c in nb.cells[:2]] == ["dlcourse-setup-badges", "dlcourse-setup-install"]   # autograder/colab.py
     assert release.leaks("toyfake", toy) == []
 
 
