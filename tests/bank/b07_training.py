@@ -55,13 +55,14 @@ def class_mean_baseline(X_train, y_train, X):
 
 FIX_WITH_FIT = '''
 def fix_training(net, X_train, y_train, X_val, y_val, num_epochs, lr, batch_size=64):
-    """The library's fit does the loop (SGD with lr, cross-entropy on logits, train/eval modes)."""
+    """The library's fit does the loop (plain SGD with lr, cross-entropy on logits, train/eval modes)."""
     mean = X_train.mean(dim=(0, 2, 3), keepdim=True)
     std = X_train.std(dim=(0, 2, 3), keepdim=True)
     train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset((X_train - mean) / std, y_train),
                                         batch_size=batch_size, shuffle=True)
     val = [((X_val - mean) / std, y_val)]
-    h = dl.fit(net, train, val, num_epochs=num_epochs, lr=lr, device="cpu", progress=False)
+    h = dl.fit(net, train, val, num_epochs=num_epochs, optimizer=torch.optim.SGD(net.parameters(), lr=lr),
+               device="cpu", progress=False)
     return {"train_loss": h["train_loss"], "val_loss": h["val_loss"], "val_acc": h["val_acc"]}
 '''
 
