@@ -8,7 +8,8 @@ talking to it over zmq IPC sockets in the sandbox's private directory, and
     too long is interrupted; if the kernel does not come back (or dies: sys.exit is harmless,
     os._exit, a segfault or the memory watchdog are not), the kernel is restarted and the cells that
     had completed are replayed, the offending cell skipped, within a restart budget;
-  * sends the dispatcher (kernel_side.py) into the kernel, then serves `request(...)`: the request
+  * sends the dispatcher (kernel_side.py) into the kernel as soon as it starts, before any cell
+    runs (so it captures the library's functions, not the notebook's), then serves `request(...)`: the request
     goes as a `torch.save` file, the answer comes back as a file read with
     `torch.load(weights_only=True)`, so no object of the student's is ever unpickled here. A call
     that runs too long is interrupted (StudentTimeout; killed and restarted if it ignores the
@@ -211,8 +212,16 @@ class KernelSession:
             kc.stop_channels()
         self.km, self.kc, self.ckc = km, kc, ckc
         self.bootstrapped = self.guard_warm = False
-        self.timings["kernel_start"].append(round(time.monotonic() - t0, 3))
         self._start_watchdog()
+        # The dispatcher goes in before any student code: what it captures (torch.save/load, the
+        # thread starter, a snapshot of the modules it runs on) is the library's, not the notebook's.
+        status = await self._run_quiet(bootstrap_code(self.token, self.run_dir), self.limits.startup_timeout)
+        if status != "ok":
+            await self._stop()
+            raise GraderError(f"the grader's helper could not be installed in a new kernel ({status})\n"
+                              f"{self._kernel_log_tail()}")
+        self.bootstrapped = True
+        self.timings["kernel_start"].append(round(time.monotonic() - t0, 3))
 
     async def _new_client(self, km, *, iopub: bool):
         """A client of `km`'s kernel with a session of its own: two clients sharing one session id
@@ -592,6 +601,9 @@ class KernelSession:
         result = check_result(result, label, self.limits.result_mb * 2**20)
         if not isinstance(result, dict) or not isinstance(result.get("status"), str):
             raise BadResult(f"{label}: the result came back in an unexpected form")
+        if result.get("restored"):      # for the instructor: the notebook had replaced grading internals
+            self.tamper_events.append(f"{label}: the notebook had replaced torch or pickle internals "
+                                      f"(put back before the call)")
         return result
 
     def _interpret(self, result: dict, label: str):

@@ -20,18 +20,86 @@ checks that the guard still works before and after each call (see `_guarded_call
 
 Only the standard library and torch are used (the grader package is not importable in the
 kernel: its folder is hidden by the sandbox).
+
+Run before any student code. The grader sends this file when the kernel starts, before the
+notebook's first cell, so what it captures here is the library's, not the notebook's:
+  * the functions the dispatcher itself uses (file I/O from `posix`, compiled patterns, torch.save
+    and torch.load, nn.Module.state_dict), and a snapshot of the modules and classes they run on
+    (torch, torch.serialization, pickle, ...): before it reads a request and again before it writes
+    an answer, the dispatcher puts back every attribute and every function's code the notebook
+    replaced there (`_PRISTINE.restore()`), so a wrapped `torch.load` or a replaced serialiser
+    cannot drop or alter the guard's request or forge its answer;
+  * the thread starter: every thread started after this point (threading.Thread, executors,
+    timers, `_thread.start_new_thread`) runs under relay modes that apply the guard of the call in
+    progress, so a forbidden operation run in a helper thread (started before or during the call) is
+    caught like one in the calling thread.
+What no code inside the process can promise (a student may reach the originals through `gc`),
+the grader does not rely on: results are plain data it checks itself (see proxy.py and the suites).
 """
+import _thread
+import copyreg as _copyreg
 import functools as _functools
+import io as _io
 import os
+import pickle as _pickle
+import posix as _posix
 import re
 import sys
+import threading as _threading
 import types as _types
 import warnings as _warnings
 from importlib import import_module as _import_module
 
 import torch
+import torch._utils
+import torch._weights_only_unpickler
+import torch.serialization
+import torch.overrides
+import torch.utils._python_dispatch
 from torch.overrides import TorchFunctionMode, _get_current_function_mode_stack
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
+
+# ---------------------------------------------------------------- captured before student code
+_SAVE, _LOAD, _BYTES_IO = torch.save, torch.load, _io.BytesIO
+_OPEN, _READ, _WRITE, _CLOSE, _UNLINK, _REPLACE, _FSTAT = (_posix.open, _posix.read, _posix.write, _posix.close,
+                                                           _posix.unlink, _posix.replace, _posix.fstat)
+_O_RDONLY, _O_WRONLY, _O_CREAT, _O_EXCL, _O_NOFOLLOW = (os.O_RDONLY, os.O_WRONLY, os.O_CREAT, os.O_EXCL,
+                                                        os.O_NOFOLLOW)
+_REQUEST_ID = re.compile(r"[0-9a-f_]+")
+_MODULE, _MODULE_STATE_DICT = torch.nn.Module, torch.nn.Module.state_dict
+_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+_REAL_START_NEW_THREAD = _thread.start_new_thread
+_isinstance, _type, _len, _list, _dict, _str = isinstance, type, len, list, dict, str
+
+
+class _Pristine:
+    """A snapshot of modules and classes the dispatcher runs on; restore() undoes the notebook's
+    changes to them (replaced or deleted attributes, functions whose code was swapped)."""
+
+    def __init__(self, namespaces):
+        self.items = []          # (owner, is_class, {name: value}, [(function, code, defaults, kwdefaults)])
+        for owner in namespaces:
+            values = dict(vars(owner))
+            functions = [(f, f.__code__, f.__defaults__, f.__kwdefaults__) for f in values.values()
+                         if _type(f) is _types.FunctionType]
+            self.items.append((owner, _isinstance(owner, type), values, functions))
+
+    def restore(self):
+        changed = 0
+        for owner, is_class, values, functions in self.items:
+            current = vars(owner)
+            for name, value in values.items():
+                if current.get(name, self) is not value:
+                    try:
+                        setattr(owner, name, value)
+                        changed += 1
+                    except (AttributeError, TypeError):
+                        pass
+            for f, code, defaults, kwdefaults in functions:
+                if f.__code__ is not code or f.__defaults__ is not defaults or f.__kwdefaults__ is not kwdefaults:
+                    f.__code__, f.__defaults__, f.__kwdefaults__ = code, defaults, kwdefaults
+                    changed += 1
+        return changed
 
 # Forbidden operation groups: a regular expression over operator names. The dispatch guard sees
 # aten operators (aten::convolution, aten::im2col, ...) whatever Python name reached them; the
@@ -49,6 +117,7 @@ GROUPS = {
     "normalization": r"(batch|instance|layer|group)_norm",      # F.batch_norm, nn.BatchNorm*, native_*_norm, ...
 }
 
+_PATTERNS = {g: re.compile(p) for g, p in GROUPS.items()}
 MAX_MESSAGE = 2000
 MAX_TRACEBACK = 12
 
@@ -61,7 +130,7 @@ class _Guard:
     """Matches operator names against the forbidden groups and remembers every violation."""
 
     def __init__(self, groups):
-        self.patterns = [(g, re.compile(GROUPS[g])) for g in groups]
+        self.patterns = [(g, _PATTERNS[g]) for g in groups]
         self.watches_autograd = "autograd" in groups
         self.violations = []
 
@@ -104,6 +173,50 @@ class _FunctionGuard(TorchFunctionMode):
         if not _dropout_does_nothing(name, args, kwargs or {}):
             self.guard.check(name)
         return func(*args, **(kwargs or {}))
+
+
+# ---------------------------------------------------------------- every thread
+#
+# Torch's mode stacks are per thread: the modes _guarded_call enters cover the calling thread only.
+# Every thread started after this file ran goes through _start_new_thread, which makes it run under
+# the relay modes below for its whole life; while a guarded call is in progress (`_ARMED` holds its
+# guard) they apply that guard, otherwise they pass every operation through.
+
+_ARMED = []
+
+
+class _RelayDispatch(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls):
+        return False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if _ARMED:
+            guard = _ARMED[0]
+            guard.check(func.name().split("::")[-1].split(".")[0])
+            if guard.watches_autograd and torch._C._current_autograd_node() is not None:
+                guard.check_autograd_engine(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+class _RelayFunction(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if _ARMED:
+            name = getattr(func, "__name__", "") or ""
+            if not _dropout_does_nothing(name, args, kwargs or {}):
+                _ARMED[0].check(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _start_new_thread(function, args=(), kwargs=None):
+    """_thread.start_new_thread, with the new thread under the relay modes."""
+    def relayed(*a, **k):
+        _RelayDispatch().__enter__()
+        _RelayFunction().__enter__()
+        return function(*a, **k)
+    return _REAL_START_NEW_THREAD(relayed, tuple(args), dict(kwargs or {}))
+
+
 
 
 def _dropout_does_nothing(name, args, kwargs):
@@ -387,6 +500,8 @@ def _guarded_call(fn, args, kwargs, groups, calls=()):
         return None, {"status": "tampered", "reason": str(e)[:MAX_MESSAGE]}
     for mode in reversed(modes):
         mode.__enter__()
+    if modes:
+        _ARMED[:] = [guard]
     try:
         if modes and not _guard_is_active(guard, *modes):
             problem = {"status": "tampered", "reason": "the guard did not work before the call"}
@@ -401,6 +516,9 @@ def _guarded_call(fn, args, kwargs, groups, calls=()):
             elif violations:
                 problem = {"status": "forbidden", "ops": violations[:20]}
     finally:
+        if modes and _ARMED[:1] != [guard]:
+            problem = problem or {"status": "tampered", "reason": "the guard of other threads was switched off"}
+        _ARMED[:] = []
         for mode in modes:
             try:
                 mode.__exit__(None, None, None)
@@ -513,9 +631,33 @@ def _error(exc, user_ns):
 
 # ---------------------------------------------------------------- the dispatcher
 
+def _read_file(path):
+    fd = _OPEN(path, _O_RDONLY | _O_NOFOLLOW)
+    try:
+        chunks = []
+        while True:
+            chunk = _READ(fd, 1 << 22)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        _CLOSE(fd)
+
+
+def _write_file(path, data):
+    fd = _OPEN(path, _O_WRONLY | _O_CREAT | _O_EXCL | _O_NOFOLLOW, 0o600)
+    try:
+        view = memoryview(data)
+        while _len(view):
+            view = view[_WRITE(fd, view):]
+    finally:
+        _CLOSE(fd)
+
+
 def install(token, directory):
     """Register the dispatcher in the notebook's namespace under `token`."""
     from IPython import get_ipython
+    _take_over_process()
     user_ns = get_ipython().user_ns
     codec = _Codec()
     missing = object()
@@ -537,8 +679,13 @@ def install(token, directory):
             return {"status": "ok", "value": codec.encode(obj)}
         if op == "getattr":
             return {"status": "ok", "value": codec.encode(getattr(obj, req["name"]))}
-        if op == "state_dict":
-            return {"status": "ok", "value": {str(k): codec.tensor(v) for k, v in obj.state_dict().items()}}
+        if op == "state_dict":      # nn.Module's own method: an override in the notebook's class is not used
+            if not _isinstance(obj, _MODULE):
+                return {"status": "error", "type": "TypeError", "traceback": [],
+                        "message": f"an object of type {_type_name(obj)} is not an nn.Module"}
+            state = _MODULE_STATE_DICT(obj)
+            return {"status": "ok", "value": {_str(k): codec.tensor(v) for k, v in _dict.items(state)
+                                              if _isinstance(v, torch.Tensor)}}
         if op == "call":
             fn = obj if req.get("method") is None else getattr(obj, req["method"])
             args, kwargs = codec.decode(req["args"]), codec.decode(req["kwargs"])
@@ -549,24 +696,31 @@ def install(token, directory):
         return {"status": "error", "type": "GraderError", "message": f"unknown request {op!r}", "traceback": []}
 
     def dispatch(request_id):
-        if not re.fullmatch(r"[0-9a-f_]+", request_id):
+        if _type(request_id) is not _str or not _REQUEST_ID.fullmatch(request_id):
             raise ValueError("bad request id")
-        base = os.path.join(directory, f"{{}}_{request_id}.pt")
+        base = directory + "/{}_" + request_id + ".pt"
+        restored = _PRISTINE.restore()
         try:
-            req = torch.load(base.format("req"), weights_only=True)
-            os.unlink(base.format("req"))
+            req = _LOAD(_BYTES_IO(_read_file(base.format("req"))), weights_only=True)
+            _UNLINK(base.format("req"))
             result = run(req)
         except KeyboardInterrupt:
             result = {"status": "interrupted"}
         except BaseException as e:  # noqa: B036 - SystemExit and friends are the student's errors too
             result = _error(e, user_ns)
-        tmp = base.format("tmp")
+        restored += _PRISTINE.restore()      # the call may have replaced them: not for the answer
+        if restored:
+            result["restored"] = restored
+        buffer = _BYTES_IO()
         try:
-            torch.save(result, tmp)
+            _SAVE(result, buffer)
         except BaseException as e:  # noqa: B036
-            torch.save({"status": "error", "type": type(e).__name__,
-                        "message": f"the result could not be sent back: {e}"[:MAX_MESSAGE], "traceback": []}, tmp)
-        os.replace(tmp, base.format("res"))
+            buffer = _BYTES_IO()
+            _SAVE({"status": "error", "type": _type(e).__name__,
+                   "message": f"the result could not be sent back: {e}"[:MAX_MESSAGE], "traceback": []}, buffer)
+        tmp = base.format("tmp")
+        _write_file(tmp, buffer.getvalue())
+        _REPLACE(tmp, base.format("res"))
 
     def warm():
         """The first operation under a TorchDispatchMode imports much of torch (about 2 s): pay it
@@ -575,3 +729,16 @@ def install(token, directory):
 
     dispatch.warm = warm
     user_ns[token] = dispatch
+
+_PRISTINE = None
+
+
+def _take_over_process():
+    """In the kernel only (install), never in the grader that imports this file: route every later
+    thread through the relay modes and take the snapshot that restore() puts back."""
+    global _PRISTINE
+    _thread.start_new_thread = _thread.start_new = _start_new_thread
+    _threading._start_new_thread = _start_new_thread
+    _PRISTINE = _Pristine([torch.serialization, torch._weights_only_unpickler, torch._utils, _pickle, _copyreg,
+                           torch.overrides, torch.utils._python_dispatch, torch._C, torch.Tensor, torch.nn.Module,
+                           torch.nn.Parameter, TorchDispatchMode, TorchFunctionMode, _thread, _threading])

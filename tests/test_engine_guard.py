@@ -171,6 +171,46 @@ def flood(n):                                   # output during a call: nobody i
     for _ in range(n):
         print("x" * 400_000, flush=True)
     return n
+import concurrent.futures, queue, _thread
+def ok_thread(x, w):                            # honest: its own convolution, in a helper thread
+    out = []
+    t = threading.Thread(target=lambda: out.append(ok(x, w)))
+    t.start(); t.join()
+    return out[0]
+def via_thread(x, w):                           # the forbidden convolution, in a thread of its own
+    out = []
+    t = threading.Thread(target=lambda: out.append(F.conv2d(x, w)))
+    t.start(); t.join()
+    return out[0] if out else ok(x, w)
+def via_executor(x, w):
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        try:
+            return ex.submit(F.conv2d, x, w).result()
+        except Exception:
+            return ok(x, w)
+def via_raw_thread(x, w):                       # the low-level starter, not threading
+    box = queue.Queue()
+    def work():
+        try:
+            box.put(F.conv2d(x, w))
+        except Exception:
+            box.put(None)
+    _thread.start_new_thread(work, ())
+    r = box.get()
+    return ok(x, w) if r is None else r
+_jobs, _done = queue.Queue(), queue.Queue()
+def _worker():                                  # started by the notebook, long before the suite's calls
+    while True:
+        x, w = _jobs.get()
+        try:
+            _done.put(F.conv2d(x, w))
+        except Exception:
+            _done.put(None)
+threading.Thread(target=_worker, daemon=True).start()
+def via_worker(x, w):
+    _jobs.put((x, w))
+    r = _done.get()
+    return ok(x, w) if r is None else r
 _real_save = torch.save
 def sneaky_save():
     def fake(obj, f, *a, **k):
@@ -246,6 +286,18 @@ def test_pooling_written_by_hand_is_allowed(student):
 
 def test_dropout_that_does_nothing_is_allowed(student):
     assert torch.equal(student.function("eval_dropout", forbid="dropout")(torch.ones(8)), torch.full((8,), 3.0))
+
+
+@pytest.mark.parametrize("name", ["via_thread", "via_executor", "via_raw_thread", "via_worker"])
+def test_a_forbidden_op_in_another_thread_is_caught(student, name):
+    """Threads started during the call, by an executor, by _thread directly, or by the notebook long before."""
+    with pytest.raises(ForbiddenCall, match=f"{name} used a forbidden operation: .*conv"):
+        student.function(name, forbid=CONV)(X, W)
+    assert torch.allclose(student.function(name)(X, W), F.conv2d(X, W), atol=1e-5)   # without rules it runs
+
+
+def test_an_honest_helper_thread_passes_under_the_guard(student):
+    assert torch.allclose(student.function("ok_thread", forbid=CONV)(X, W), F.conv2d(X, W), atol=1e-5)
 
 
 def test_switching_the_guard_off_at_run_time_is_caught(student):
@@ -377,15 +429,20 @@ def test_a_timeout_interrupts_and_the_state_survives(student):
 def test_results_that_are_not_data_or_too_big_are_refused(student):
     with pytest.raises(BadResult, match="too large"):
         student.big()
-    with pytest.raises(BadResult, match="does not accept .*Liar"):   # its own result is saved as a Liar
-        student.sneaky_save()
     assert student.count() == 3                               # the kernel is fine afterwards
 
 
-def test_a_result_that_would_cost_the_grader_terabytes_is_refused(student):
-    with pytest.raises(BadResult, match="too large"):
-        student.huge_view()
-    assert student.count() >= 1                                # the kernel is fine afterwards
+def test_a_replaced_serialiser_cannot_forge_the_answer(student):
+    """sneaky_save replaces torch.save, huge_view torch.serialization._save, to send a forged answer
+    (a Liar tensor, a 4 TiB expanded view): the dispatcher saves with what it captured before the
+    notebook ran and puts the module's functions back first, so the true answers come back. (Should
+    a forged answer arrive anyway, check_result bounds it: tests/test_engine_unit.py.)"""
+    session = student._session
+    events = len(session.tamper_events)
+    assert student.sneaky_save() == 1
+    assert student.huge_view() == 1
+    assert len(session.tamper_events) > events               # the instructor is told
+    assert student.count() >= 1
 
 
 def _grader_rss_mb() -> float:
@@ -405,3 +462,51 @@ def test_a_wrecked_working_folder_costs_a_restart_not_the_grader(student):
     with pytest.raises((StudentError, StudentCrash), match="(helper in your kernel failed|working folder)"):
         student.wreck()
     assert student.count() == 1                    # a fresh kernel, the notebook replayed
+
+
+TAMPERING_NOTEBOOK = r'''
+import torch
+import torch.nn.functional as F
+import torch.serialization as ser
+
+_real_load = torch.load
+def _dropping_load(*args, **kwargs):            # drops the guard's rules from every request it loads
+    req = _real_load(*args, **kwargs)
+    if isinstance(req, dict):
+        req.pop("forbid", None)
+        req.pop("forbid_calls", None)
+    return req
+torch.load = _dropping_load
+_real_load_impl = ser._load
+def _dropping_load_impl(*args, **kwargs):       # the same one level down, for a dispatcher that calls ser.load
+    req = _real_load_impl(*args, **kwargs)
+    if isinstance(req, dict):
+        req.pop("forbid", None)
+        req.pop("forbid_calls", None)
+    return req
+ser._load = _dropping_load_impl
+_real_save = ser._save
+def _forging_save(obj, *args, **kwargs):        # turns the guard's verdict into a plain "ok"
+    if isinstance(obj, dict) and obj.get("status") in ("forbidden", "tampered"):
+        obj = {"status": "ok", "value": 1}
+    return _real_save(obj, *args, **kwargs)
+ser._save = _forging_save
+def via_F(x, w): return F.conv2d(x, w)
+'''
+
+
+def test_a_notebook_that_replaces_the_serialisers_cannot_drop_the_guard():
+    """The notebook wraps torch.load and torch.serialization's _load/_save before the suite runs,
+    to drop the rules from the guard's requests and turn its verdicts into "ok": the dispatcher was
+    installed before the notebook ran and uses what it captured then."""
+    limits = Limits(call_timeout=10, interrupt_grace=2, result_mb=2)
+    with Sandbox(limits, hide=[Path(__file__).resolve().parents[1]], keep=_kernel_needs()) as sandbox:
+        session = KernelSession(sandbox, limits)
+        try:
+            assert session.run_notebook(new_notebook(cells=[new_code_cell(TAMPERING_NOTEBOOK)]), ["nb"]) == []
+            student = Student(session)
+            with pytest.raises(ForbiddenCall, match="via_F used a forbidden operation: .*conv"):
+                student.function("via_F", forbid=CONV)(X, W)
+            assert torch.allclose(student.via_F(X, W), F.conv2d(X, W), atol=1e-5)
+        finally:
+            session.close()
