@@ -731,14 +731,38 @@ def install(token, directory):
     user_ns[token] = dispatch
 
 _PRISTINE = None
+_PROCESS_STARTERS = ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "execv", "execve", "spawnv",
+                     "spawnve")
+
+
+def _no_process_while_armed(name, real):
+    """A process started during a guarded call would run without the guard (a fresh interpreter)."""
+    def starter(*args, **kwargs):
+        if _ARMED:
+            _ARMED[0].violations.append([f"{name} (a new process)", "process"])
+            raise ForbiddenOperation("starting another process is not allowed in a call with rules")
+        return real(*args, **kwargs)
+    starter.__name__ = starter.__qualname__ = name
+    return starter
 
 
 def _take_over_process():
     """In the kernel only (install), never in the grader that imports this file: route every later
     thread through the relay modes and take the snapshot that restore() puts back."""
     global _PRISTINE
+    import _posixsubprocess
+    import subprocess as _subprocess          # keeps its own reference to fork_exec
     _thread.start_new_thread = _thread.start_new = _start_new_thread
     _threading._start_new_thread = _start_new_thread
+    for module, names in ((_posix, _PROCESS_STARTERS), (os, _PROCESS_STARTERS), (_posixsubprocess, ("fork_exec",)),
+                          (_subprocess, ("_fork_exec",))):
+        for name in names:
+            real = getattr(module, name, None)
+            if real is not None and not hasattr(real, "__wrapped_real__"):
+                wrapper = _no_process_while_armed(name, real)
+                wrapper.__wrapped_real__ = True
+                setattr(module, name, wrapper)
     _PRISTINE = _Pristine([torch.serialization, torch._weights_only_unpickler, torch._utils, _pickle, _copyreg,
                            torch.overrides, torch.utils._python_dispatch, torch._C, torch.Tensor, torch.nn.Module,
-                           torch.nn.Parameter, TorchDispatchMode, TorchFunctionMode, _thread, _threading])
+                           torch.nn.Parameter, TorchDispatchMode, TorchFunctionMode, _thread, _threading, _posix,
+                           os, _posixsubprocess, _subprocess])

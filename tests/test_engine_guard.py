@@ -198,6 +198,17 @@ def via_raw_thread(x, w):                       # the low-level starter, not thr
     _thread.start_new_thread(work, ())
     r = box.get()
     return ok(x, w) if r is None else r
+def via_process(x, w):                          # a fresh interpreter would run without the guard
+    import subprocess, sys
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return ok(x, w)
+def via_fork(x, w):
+    import os
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return ok(x, w)
 _jobs, _done = queue.Queue(), queue.Queue()
 def _worker():                                  # started by the notebook, long before the suite's calls
     while True:
@@ -292,6 +303,13 @@ def test_dropout_that_does_nothing_is_allowed(student):
 def test_a_forbidden_op_in_another_thread_is_caught(student, name):
     """Threads started during the call, by an executor, by _thread directly, or by the notebook long before."""
     with pytest.raises(ForbiddenCall, match=f"{name} used a forbidden operation: .*conv"):
+        student.function(name, forbid=CONV)(X, W)
+    assert torch.allclose(student.function(name)(X, W), F.conv2d(X, W), atol=1e-5)   # without rules it runs
+
+
+@pytest.mark.parametrize("name", ["via_process", "via_fork"])
+def test_starting_a_process_in_a_call_with_rules_is_refused(student, name):
+    with pytest.raises(ForbiddenCall, match=f"{name} used a forbidden operation: .*process"):
         student.function(name, forbid=CONV)(X, W)
     assert torch.allclose(student.function(name)(X, W), F.conv2d(X, W), atol=1e-5)   # without rules it runs
 
