@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from bank.common import Case, Lose, Named, edit, release, reference, submission
+from bank.common import Case, Lose, Named, append, edit, release, reference, submission
 
 ASSIGNMENT = "03_lenet"
 
@@ -131,8 +131,8 @@ def lenet_output_shapes(input_shape=(1, 1, 32, 32)):
 '''
 
 TRAIN_VERBOSE = '''
-def train_lenet(net, train_iter, val_iter, num_epochs, lr):
-    """Adam, an explicit loss, the device of the set-up cell."""
+def train_lenet(net, train_iter, val_iter, num_epochs, lr, device):
+    """Adam, an explicit loss, the network moved to the device first."""
     net = net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -199,7 +199,7 @@ def lenet_output_shapes(input_shape=(1, 1, 32, 32)):
     return []
 '''
 DO_NOTHING_TRAIN = '''
-def train_lenet(net, train_iter, val_iter, num_epochs, lr):
+def train_lenet(net, train_iter, val_iter, num_epochs, lr, device):
     return None
 '''
 BENCH_RENAMED = '''
@@ -231,6 +231,56 @@ class LeNet5(nn.Module):
     def forward(self, X):
         return self.body(X)
 '''
+
+# Attacks on the trained-network checks (issue 7): each scored full marks when the grader ran the
+# student's network in the kernel on an exam the kernel could rebuild.
+EXAM_LOOKUP = NET_SRC + '''
+
+_HonestLeNet5 = LeNet5
+_exam = dl.data.get_datasets("digits", image_size=32, offline=True, download=False)[2]
+
+
+def _key(x):
+    return (x * 100).round().to(torch.int32).cpu().numpy().tobytes()
+
+
+_LABELS = {_key(_exam[i][0]): int(_exam[i][1]) for i in range(len(_exam))}
+
+
+class LeNet5(_HonestLeNet5):
+    """Untrained, but answers from a table whenever every image is one of the test split's."""
+
+    def forward(self, X):
+        out = super().forward(X)
+        known = [_LABELS.get(_key(x)) for x in X]
+        if all(k is not None for k in known):
+            return 10.0 * nn.functional.one_hot(torch.tensor(known), 10).float().to(X.device)
+        return out
+'''
+TRAIN_ON_GLOBALS = edit(ref("train_lenet"), "return dl.fit(net, train_iter, val_iter,",
+                        "return dl.fit(net, data.train, val_iter,")      # the notebook's digits, not its argument
+STATE_DICT_OVERRIDE = NET_SRC.replace("class LeNet5(nn.Module):", "class _DecoyLeNet5(nn.Module):", 1) + '''
+
+
+class LeNet5(nn.Module):
+    """A wider VGG-like network that reports a LeNet-5's parameters from state_dict()."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Flatten(), nn.Linear(64 * 8 * 8, 10))
+        object.__setattr__(self, "_decoy", _DecoyLeNet5())          # not registered as a submodule
+
+    def forward(self, X):
+        return self.body(X)
+
+    def state_dict(self, *args, **kwargs):
+        return self._decoy.state_dict(*args, **kwargs)
+'''
+TRAIN_ON_EXAM = append(ref("train_lenet"), '''
+train_iter = DataLoader(Subset(test_all, range(1, len(test_all), 2)), batch_size=64, shuffle=True)  # the exam half
+''')
 
 
 def _broken_json() -> bytes:
@@ -294,6 +344,14 @@ CASES = [
     Case("cheat_hardcoded_shapes", "cheat", lambda: submission(ASSIGNMENT, lenet_output_shapes=SHAPES_HARDCODED),
          Lose([SHAPES], keep=[NET, TRAIN]), "the 32x32 table copied into lenet_output_shapes"),
 
+    Case("cheat_exam_lookup", "cheat", with_setup(SHRINK, LeNet5=EXAM_LOOKUP), Lose([TRAIN], keep=[SHAPES, NET]),
+         "a barely trained network whose forward looks up the labels of the test split's images"),
+    Case("cheat_trains_on_globals", "cheat", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_ON_GLOBALS),
+         Lose([TRAIN], keep=[SHAPES, NET]), "train_lenet trains on the notebook's digits, whatever it is given"),
+    Case("cheat_state_dict_override", "cheat", lambda: submission(ASSIGNMENT, LeNet5=STATE_DICT_OVERRIDE),
+         Lose([NET, TRAIN], keep=[SHAPES]), "another architecture whose state_dict() reports an untrained LeNet-5's"),
+    Case("cheat_trained_on_exam", "cheat", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_ON_EXAM),
+         Lose([TRAIN], keep=[SHAPES, NET]), "the network is trained only on the exam half of the test split"),
     Case("cheat_noise_hides_linearity", "cheat", with_setup(SHRINK, LeNet5=NOISY_LINEAR), Lose([NET], keep=[SHAPES]),
          "no activation, and random noise added to the output so that the linearity tests see no identity"),
     Case("do_nothing", "cheat",

@@ -19,18 +19,29 @@ Oracles
   pass on, so f(x + c) - f(x) does not depend on x. ReLU and tanh break both identities. Outputs
   are centred per row first (and logs taken of probabilities), so that a (log-)softmax at the end
   cannot hide a linear network.
-- Accuracy: the student's trained `net`, called through the proxy in its own kernel, on the
-  grader's exam set: the odd-numbered images of the data set's test split (see below).
+- Accuracy: the trained `net`'s parameters, read with nn.Module.state_dict (the base class's
+  method, so an override in the notebook's class is not used), are run HERE in the grader's own
+  LeNet-5 (`lenet_forward`) on the grader's exam (below). Which activation and pooling the grader
+  uses (ReLU, tanh, ...; max or average) is the variant that reproduces the student's outputs on
+  random images; a network whose outputs no variant reproduces fails with that reason. Nothing the
+  kernel computes on the exam counts: the kernel never receives it.
+- train_lenet uses its arguments: it trains a small torch.nn network, built in the kernel, on a toy
+  problem whose labels are permuted with a seed drawn for this grading (`permuted_problem`); the
+  weights come back and are evaluated HERE on fresh images of the same problem. Training on the
+  notebook's digits, or not training, leaves about chance.
 
-The exam set (why it is held out)
----------------------------------
+The exam set (why it is out of the kernel's reach)
+--------------------------------------------------
 The notebook trains on `load_data(...).train`, validates on `.val`, and reports its test accuracy
-on the EVEN-numbered images of `.test`; the odd-numbered ones are the exam, which no cell of the
-notebook reads. `load_data` builds train/val from the data set's training files and `.test` from
-its test files (for the offline digits: a fixed, stratified 80/20 split of scikit-learn's 1,797
-digits, `random_state=0`), so the exam is disjoint from everything the notebook trains or chooses
-on (tests/test_lenet_exam_split.py checks this). The grader rebuilds it from the raw images with
-`dlcourse.data.get_datasets` and normalises it with the mean/std the kernel used (`info`).
+on the EVEN-numbered images of `.test`; the odd-numbered ones are the exam's source, which no cell
+of the notebook reads (tests/test_lenet_exam_split.py checks they are disjoint from train, val and
+the even half). The raw digits ship with scikit-learn, so a kernel can always rebuild them: the
+grader therefore never measures on them as they are. `exam_set` distorts each odd-numbered image
+EXAM_COPIES times (random rotation, scale, shift and pixel noise) with a seed from os.urandom drawn
+at every grading, and normalises with the mean/std the kernel used (`info`). A table of the raw
+images' labels is useless on them, and a network trained only on the 180 raw exam images learns
+far less than one trained on the training split (the bank grades the reference, such a network
+and a lookup table; tests/test_lenet_exam_split.py checks the distortions and an untrained network).
 
 Softmax in forward
 ------------------
@@ -48,10 +59,12 @@ output layer missing), the output (F6's 84 numbers, probabilities), the two line
 weights train_lenet leaves (untouched: it trained another network), and its first update compared
 with one step of Adam and of plain SGD computed here on the same weights and batch.
 
-The measured exam accuracy is shown with what it means. The threshold (85%) is stated in the
-notebook, so showing it leaks nothing; the exam's images and labels are never shown.
+The measured exam accuracy is shown with what it measured (the grader's LeNet-5 on distorted held-out
+digits) and what it means (chance level, or learning too little). The threshold (85%) is stated in
+the notebook, so showing it leaks nothing; the exam's images and labels are never shown.
 """
 import math
+import os
 from collections import Counter
 
 import torch
@@ -60,7 +73,9 @@ import torch.nn.functional as F
 
 from autograder.testing import RemoteRef, StudentError, check, fail, named, points
 
-ACCURACY_THRESHOLD = 0.85       # stated in the notebook; valid variants reach 93-97% on the exam (16 seeded runs)
+ACCURACY_THRESHOLD = 0.85       # stated in the notebook; see `distort` for what the reference reaches
+EXAM_COPIES = 2                 # distorted versions of each of the 180 exam digits
+SMALL_PROBLEM_THRESHOLD = 0.8   # train_lenet on the grader's permuted toy problem; chance is 0.1
 NUM_CLASSES = 10
 
 # Parameter shapes of LeNet-5 (weights and biases of C1, C3, C5, F6, output).
@@ -346,13 +361,14 @@ def test_shapes_other_sizes(student):
 
 
 # ------------------------------------------------------------------ train_lenet (3 points)
-def exam_set(student):
-    """The exam: odd-numbered images of the test split, normalised exactly like the kernel's data.
+def grading_seed() -> int:
+    """A seed drawn for this grading from the operating system: the kernel cannot know or predict it."""
+    return int.from_bytes(os.urandom(8), "little")
 
-    Returns X (M, 1, S, S) float32 and y (M,) int64.
-    """
-    from dlcourse.data import get_datasets
 
+def data_settings(student):
+    """(name, image size, mean, std) of the data the notebook's set-up cell loaded (`info`), or the
+    release's settings (mean and std None: the grader's own statistics) when `info` is missing or odd."""
     name, size, mean, std = "digits", 32, None, None
     try:                                    # what the notebook's data cell loaded (info = data.info)
         info = student.get("info")
@@ -363,35 +379,129 @@ def exam_set(student):
         name, size, mean, std = "digits", 32, None, None
     if name not in ("digits", "mnist") or not 16 <= size <= 64:
         name, size, mean, std = "digits", 32, None, None
+    if mean is None or len(mean) != 1 or len(std) != 1 or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in (*mean, *std)):
+        mean = std = None
+    return name, size, mean, std
+
+
+def distort(images, seed, copies):
+    """`copies` distorted versions of each uint8 image (M, 1, S, S): a random rotation (up to 8
+    degrees), scale (0.95-1.05) and shift (up to 6% of the side) by bilinear resampling, then
+    Gaussian pixel noise (std 0.05 of the pixel range). Returns floats in [0, 1], (copies * M, 1, S, S).
+
+    Mild on purpose: on the offline digits (2 seeds x 2 exams) the reference's training scores 92-93%
+    on them (95.5% on the raw images), the same LeNet trained for 10 epochs on the 180 raw exam images
+    alone 80-82%, an untrained one about 10%."""
+    g = torch.Generator().manual_seed(seed)
+    X = images.float().div(255).repeat(copies, 1, 1, 1)
+    n = len(X)
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(8)
+    scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * 0.05
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = angle.cos() / scale, -angle.sin() / scale
+    theta[:, 1, 0], theta[:, 1, 1] = angle.sin() / scale, angle.cos() / scale
+    theta[:, :, 2] = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.12      # grid units: 2 = the whole side
+    X = F.grid_sample(X, F.affine_grid(theta, list(X.shape), align_corners=False), align_corners=False)
+    return (X + 0.05 * torch.randn(X.shape, generator=g)).clamp(0, 1)
+
+
+def exam_set(student, seed=None):
+    """The grader's exam, made here and never sent to the kernel: the odd-numbered images of the
+    data set's test split (which no cell of the notebook reads), each distorted EXAM_COPIES times
+    with a seed drawn for this grading, normalised like the kernel's data.
+
+    The raw digits ship with scikit-learn, so the kernel can read them; the distortions it cannot
+    know, so the exam's images exist only in this process. Returns X (M, 1, S, S) float32 and y (M,) int64."""
+    from dlcourse.data import get_datasets
+
+    name, size, mean, std = data_settings(student)
     _, _, test_ds, grader_info = get_datasets(name, image_size=size, offline=(name == "digits"), download=False)
-    if mean is None or len(mean) != 1 or not all(math.isfinite(v) and v > 0 for v in (*mean, *std)):
+    if mean is None:
         mean, std = grader_info.mean, grader_info.std
     images, labels = test_ds.images[1::2], test_ds.labels[1::2]             # (M, 1, S, S) uint8, (M,)
-    X = (images.float() / 255 - mean[0]) / std[0]                           # as ToDtype(scale) + Normalize
-    return X, labels.long()
+    X = (distort(images, grading_seed() if seed is None else seed, EXAM_COPIES) - mean[0]) / std[0]
+    return X, labels.long().repeat(EXAM_COPIES)
+
+
+# ------------------------------------------------------------------ the grader's own LeNet-5
+ACTIVATIONS = {"ReLU": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "leaky ReLU": F.leaky_relu,
+               "ELU": F.elu, "GELU": F.gelu, "SiLU": F.silu}
+POOLINGS = {"max": F.max_pool2d, "average": F.avg_pool2d}
+
+
+def lenet_parameters(state):
+    """The student's LeNet-5 parameters by layer, found by their shapes (each shape occurs once in
+    LeNet-5), as float64: {"C1": (weight, bias), ..., "output": (weight, bias)}."""
+    by_shape = {tuple(t.shape): t.detach().double() for t in state.values() if isinstance(t, torch.Tensor)}
+    c5 = by_shape.get((120, 400), by_shape.get((120, 16, 5, 5)))
+    return {"C1": (by_shape[(6, 1, 5, 5)], by_shape[(6,)]), "C3": (by_shape[(16, 6, 5, 5)], by_shape[(16,)]),
+            "C5": (c5.reshape(120, 400), by_shape[(120,)]), "F6": (by_shape[(84, 120)], by_shape[(84,)]),
+            "output": (by_shape[(10, 84)], by_shape[(10,)])}
+
+
+def lenet_forward(params, X, activation, pooling, pool_first=False):
+    """LeNet-5 computed here, with the student's parameters: convolution, activation and pooling (or
+    pooling, then activation) twice, then the three linear layers with the activation between them."""
+    act, pool = ACTIVATIONS[activation], POOLINGS[pooling]
+    h = X.double()
+    for layer in ("C1", "C3"):
+        h = F.conv2d(h, *params[layer])                                         # (N, 6, 28, 28), (N, 16, 10, 10)
+        h = act(pool(h, 2)) if pool_first else pool(act(h), 2)                   # (N, 6, 14, 14), (N, 16, 5, 5)
+    h = act(F.linear(h.flatten(1), *params["C5"]))                              # (N, 120)
+    h = act(F.linear(h, *params["F6"]))                                         # (N, 84)
+    return F.linear(h, *params["output"])                                       # (N, 10) logits
+
+
+def matching_lenet(params, X, Y):
+    """The variant (activation, pooling, order) of the grader's LeNet-5 that computes the student's
+    outputs Y on X with the student's parameters, or None."""
+    target = centred(Y)
+    for activation in ACTIVATIONS:
+        for pooling in POOLINGS:
+            for pool_first in (False, True):
+                with torch.no_grad():
+                    mine = centred(lenet_forward(params, X, activation, pooling, pool_first))
+                if relative(mine - target, mine, target) < 1e-4:
+                    return activation, pooling, pool_first
+    return None
 
 
 @points(2, cell="test_train_lenet")
 def test_exam_accuracy(student):
-    """the trained `net` (a LeNet5) classifies the grader's exam digits, which the notebook never uses, with at least 85% accuracy"""
+    """the trained `net`'s weights, run in the grader's own LeNet-5, classify at least 85% of the grader's held-out digits (digits the notebook never reads, moved, rotated and noised at random for this grading)"""
     new_net(student)                # the class itself is built without a ready-made network
     net = student.get("net")
     check_own_class(net, "`net`")
-    check_lenet_shapes(net.state_dict(), "`net`")
+    state = net.state_dict()        # nn.Module.state_dict, not an override of the notebook's class
+    check_lenet_shapes(state, "`net`")
+    params = lenet_parameters(state)
+    check(all(bool(torch.isfinite(t).all()) for pair in params.values() for t in pair),
+          "`net`'s parameters are not finite (NaN or inf): did the training diverge?")
     net.method("eval")()
+    probe = randn(16, 1, 32, 32, seed=21)
+    variant = matching_lenet(params, probe, forward(net, probe, "`net` on random images"))
+    check(variant is not None,
+          "`net` does not compute LeNet-5 with its own parameters: the grader runs your trained weights in its own "
+          "LeNet-5 (convolution, activation and 2x2 pooling twice, then 400 -> 120 -> 84 -> 10 with the activation "
+          "between; ReLU, tanh, sigmoid, leaky ReLU, ELU, GELU or SiLU; max or average pooling), and on random "
+          "images none of these gives your network's outputs. Does forward use every layer once, in the table's "
+          "order, and flatten S4 with torch.flatten(X, 1)?")
     X, y = exam_set(student)
-    logits = torch.cat([forward(net, X_part, "`net` on the exam digits") for X_part in X.split(128)])
-    acc = float((logits.argmax(dim=1) == y).double().mean())
+    with torch.no_grad():
+        acc = float((lenet_forward(params, X, *variant).argmax(dim=1) == y).double().mean())
     if acc >= ACCURACY_THRESHOLD:
         return
-    what = (f"your trained `net` classifies {acc:.1%} of the grader's exam digits correctly (at least "
-            f"{ACCURACY_THRESHOLD:.0%} is needed)")
+    what = (f"the grader ran your trained `net`'s weights in its own LeNet-5 on {len(y)} held-out digits (test "
+            f"digits the notebook never reads, each moved, rotated and noised at random for this grading) and "
+            f"{acc:.1%} came out right; a LeNet-5 trained as in section 5 gets well over {ACCURACY_THRESHOLD:.0%} "
+            f"of them, chance is {1 / NUM_CLASSES:.0%}")
     if acc <= 2 / NUM_CLASSES:
-        meaning = f"that is about chance level ({1 / NUM_CLASSES:.0%} for 10 classes): `net` has not learned at all"
+        meaning = "that is about chance level: `net` has not learned at all"
         question = ("Does the training cell run to the end with the default run size, and does train_lenet train "
                     "the network it is given?")
     else:
-        meaning = "`net` learned something, but far less than LeNet-5 does on these digits"
+        meaning = "`net` learned something, but far less than LeNet-5 learns from the training digits"
         question = "Too few epochs, or an optimizer or learning rate that learns too slowly?"
     diagnosis = train_lenet_mistake(student)
     if diagnosis:
@@ -399,8 +509,9 @@ def test_exam_accuracy(student):
     fail(f"{what}; {meaning}. {question}")
 
 
-def toy_problem(num_batches, seed):
-    """Batches of 32 images (32, 1, 32, 32) whose class is a bright 8x8 block at one of 10 places."""
+def toy_problem(num_batches, seed, permutation=None):
+    """Batches of 32 images (32, 1, 32, 32) whose class is a bright 8x8 block at one of 10 places;
+    with `permutation`, the block at place c has label permutation[c]."""
     g = torch.Generator().manual_seed(seed)
     batches = []
     for _ in range(num_batches):
@@ -409,8 +520,15 @@ def toy_problem(num_batches, seed):
         for i, c in enumerate(y.tolist()):
             r, k = divmod(c, 5)
             X[i, 0, 4 + 14 * r: 12 + 14 * r, 1 + 6 * k: 7 + 6 * k] += 2.0
-        batches.append((X, y))
+        batches.append((X, y if permutation is None else permutation[y]))
     return batches
+
+
+def permuted_problem(seed):
+    """A small problem of this grading: toy_problem with the class labels permuted at random.
+    Returns train batches, validation batches (both for the kernel) and test batches (the grader's only)."""
+    permutation = torch.randperm(NUM_CLASSES, generator=torch.Generator().manual_seed(seed))
+    return [toy_problem(n, (seed + i) % 2**62, permutation) for i, n in enumerate((6, 2, 8))]
 
 
 def small_net(student):
@@ -441,7 +559,7 @@ def train_lenet_mistake(student):
         net = small_net(student)
         before = net.state_dict()
         X, y = toy_problem(1, seed=11)[0]
-        train(net, [(X, y)], [(X, y)], 1, 1e-3)
+        train(net, [(X, y)], [(X, y)], 1, 1e-3, "cpu")
         after = net.state_dict()
     except Exception:           # anything the student's code does here only loses the diagnosis
         return None
@@ -466,13 +584,13 @@ def train_lenet_mistake(student):
 
 @points(1, cell="test_train_lenet")
 def test_train_lenet_uses_its_arguments(student):
-    """train_lenet trains the network it is given, for num_epochs epochs at learning rate lr, on the data it is given, and returns fit's History"""
+    """train_lenet trains the network it is given on the data it is given (a small problem whose labels are permuted at random for this grading), for num_epochs epochs at learning rate lr, and returns fit's History"""
     train = student.function("train_lenet", timeout=120)
-    train_iter, val_iter = toy_problem(6, seed=9), toy_problem(2, seed=10)
+    train_iter, val_iter, test_iter = permuted_problem(grading_seed() % 2**62)
 
     net = small_net(student)
     before = net.state_dict()
-    history = train(net, train_iter, val_iter, 3, 0.01)
+    history = train(net, train_iter, val_iter, 3, 0.01, "cpu")
     if not isinstance(history, dict):
         kind = history.type_name if isinstance(history, RemoteRef) else type(history).__name__
         fail(f"train_lenet returned a {kind}; expected the History that dl.fit returns")
@@ -483,16 +601,29 @@ def test_train_lenet_uses_its_arguments(student):
     check(isinstance(val_accs, list) and len(val_accs) == 3,
           "train_lenet's history has no validation accuracy for every epoch: pass val_iter to dl.fit")
     after = net.state_dict()
+    check(isinstance(after, dict) and after.keys() == before.keys(),
+          "after train_lenet the network's parameters are not those of the network it was given")
     check(any(not torch.equal(before[k], after[k]) for k in before),
           f"train_lenet(net, ...) on a small network: {TRAINS_ANOTHER}", mistake=TRAINS_ANOTHER)
-    check(all(math.isfinite(v) for v in losses) and losses[-1] < losses[0],
-          "train_lenet on an easy problem: the training loss did not go down over 3 epochs")
+
+    # The trained weights, evaluated HERE on fresh images of the same problem, which the kernel never
+    # receives: only training on train_iter (with its permuted labels) fits them; training on the
+    # notebook's digits, or not at all, leaves about chance (10%).
+    mine = nn.Sequential(nn.Flatten(), nn.Linear(1024, NUM_CLASSES)).double()
+    mine.load_state_dict({k: v.double() for k, v in after.items()})
+    with torch.no_grad():
+        acc = sum(int((mine(X.double()).argmax(1) == y).sum()) for X, y in test_iter) / sum(len(y) for _, y in test_iter)
+    check(acc >= SMALL_PROBLEM_THRESHOLD,
+          f"after train_lenet(net, train_iter, val_iter, num_epochs=3, lr=0.01, device='cpu') on the grader's small "
+          f"problem (ten classes whose labels were shuffled for this grading), the network classifies {acc:.0%} of "
+          f"fresh images of that problem correctly (chance: 10%; training on the given batches reaches nearly 100%). "
+          f"Does train_lenet train `net` on `train_iter` (not on the notebook's data)?")
 
     # A learning rate of 1e-7 moves no weight by more than ~1e-6 in 6 steps (Adam's step is about lr per
     # weight, SGD's lr times a gradient below 1); a learning rate fixed inside train_lenet moves them far more.
     slow = small_net(student)
     before = slow.state_dict()
-    train(slow, train_iter, val_iter, 1, 1e-7)
+    train(slow, train_iter, val_iter, 1, 1e-7, "cpu")
     after = slow.state_dict()
     moved = max(float((before[k].double() - after[k].double()).abs().max()) for k in before)
     check(moved < 1e-4, "train_lenet with lr=1e-7 still changed the weights a lot: the optimizer must use the "
