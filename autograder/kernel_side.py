@@ -74,12 +74,15 @@ _isinstance, _type, _len, _list, _dict, _str = isinstance, type, len, list, dict
 
 class _Pristine:
     """A snapshot of modules and classes the dispatcher runs on; restore() undoes the notebook's
-    changes to them (replaced or deleted attributes, functions whose code was swapped)."""
+    changes to them (replaced or deleted functions, classes, modules and descriptors; functions whose
+    code was swapped). Plain data (flags, caches, thread-local state that the library itself rebinds
+    as it runs) is not part of it."""
 
     def __init__(self, namespaces):
         self.items = []          # (owner, is_class, {name: value}, [(function, code, defaults, kwdefaults)])
         for owner in namespaces:
-            values = dict(vars(owner))
+            values = {k: v for k, v in vars(owner).items()
+                      if callable(v) or _isinstance(v, (staticmethod, classmethod, property, _types.ModuleType))}
             functions = [(f, f.__code__, f.__defaults__, f.__kwdefaults__) for f in values.values()
                          if _type(f) is _types.FunctionType]
             self.items.append((owner, _isinstance(owner, type), values, functions))
