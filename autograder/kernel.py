@@ -602,8 +602,10 @@ class KernelSession:
         if not isinstance(result, dict) or not isinstance(result.get("status"), str):
             raise BadResult(f"{label}: the result came back in an unexpected form")
         if result.get("restored"):      # for the instructor: the notebook had replaced grading internals
-            self.tamper_events.append(f"{label}: the notebook had replaced torch or pickle internals "
-                                      f"(put back before the call)")
+            restored = result["restored"]
+            names = ", ".join(str(n) for n in restored[:5]) if isinstance(restored, list) else ""
+            self.tamper_events.append(_short(f"{label}: the notebook had replaced torch, pickle or process internals "
+                                             f"(put back before the call): {names}"))
         return result
 
     def _interpret(self, result: dict, label: str):

@@ -88,21 +88,22 @@ class _Pristine:
             self.items.append((owner, _isinstance(owner, type), values, functions))
 
     def restore(self):
-        changed = 0
+        """Put everything back; returns the names of what had been changed (at most 10)."""
+        changed = []
         for owner, is_class, values, functions in self.items:
             current = vars(owner)
             for name, value in values.items():
                 if current.get(name, self) is not value:
                     try:
                         setattr(owner, name, value)
-                        changed += 1
+                        changed.append(f"{getattr(owner, '__name__', '?')}.{name}")
                     except (AttributeError, TypeError):
                         pass
             for f, code, defaults, kwdefaults in functions:
                 if f.__code__ is not code or f.__defaults__ is not defaults or f.__kwdefaults__ is not kwdefaults:
                     f.__code__, f.__defaults__, f.__kwdefaults__ = code, defaults, kwdefaults
-                    changed += 1
-        return changed
+                    changed.append(f"{getattr(f, '__module__', '?')}.{f.__qualname__}")
+        return changed[:10]
 
 # Forbidden operation groups: a regular expression over operator names. The dispatch guard sees
 # aten operators (aten::convolution, aten::im2col, ...) whatever Python name reached them; the
@@ -713,7 +714,7 @@ def install(token, directory):
             result = _error(e, user_ns)
         restored += _PRISTINE.restore()      # the call may have replaced them: not for the answer
         if restored:
-            result["restored"] = restored
+            result["restored"] = [_str(name)[:100] for name in restored[:10]]
         buffer = _BYTES_IO()
         try:
             _SAVE(result, buffer)
