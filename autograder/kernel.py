@@ -8,7 +8,7 @@ talking to it over zmq IPC sockets in the sandbox's private directory, and
     too long is interrupted; if the kernel does not come back (or dies: sys.exit is harmless,
     os._exit, a segfault or the memory watchdog are not), the kernel is restarted and the cells that
     had completed are replayed, the offending cell skipped, within a restart budget;
-  * sends the dispatcher (kernel_side.py) into the kernel as soon as it starts, before any cell
+  * sends the dispatcher (kernel_side/dispatcher.py) into the kernel as soon as it starts, before any cell
     runs (so it captures the library's functions, not the notebook's), then serves `request(...)`: the request
     goes as a `torch.save` file, the answer comes back as a file read with
     `torch.load(weights_only=True)`, so no object of the student's is ever unpickled here. A call
@@ -39,7 +39,7 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionComplete, CellTimeoutError, DeadKernelError
 
-from autograder import kernel_side
+from autograder.kernel_side import dispatcher as kernel_side
 from autograder.proxy import (BadResult, ForbiddenCall, MissingName, StudentCrash, StudentError, StudentTimeout,
                               check_result, decode_result)
 from autograder.sandbox import Limits, Sandbox

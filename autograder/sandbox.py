@@ -70,7 +70,7 @@ Not covered: disk space in home and the run folders in mode "userns" and "none" 
 each file is limited); zmq connects to the IPC socket paths in the run folder by name (the kernel
 could replace a socket there by a symlink to another socket, which would receive zmq frames); CPU time
 beyond the wall-clock limits (a busy loop uses a core until its cell or call times out); and the
-forbidden-operation guard (kernel_side.py) runs inside the student's process: it catches every
+forbidden-operation guard (kernel_side/dispatcher.py) runs inside the student's process: it catches every
 ordinary route (aliases, torch.ops, nn modules, unfold) and checks itself before and after each
 call, and the grader scans the student's code for dispatch internals, but in-process checks can
 be defeated by a determined student. The grade itself cannot be: it is computed here, from data.

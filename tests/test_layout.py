@@ -19,7 +19,7 @@ AUTOGRADER = Path(__file__).resolve().parents[1] / "autograder"
 # file -> the third-party top-level packages it may import besides the standard library
 KERNEL_OR_SANDBOX_SIDE = {
     # exec'd in the kernel as one source; IPython is the kernel itself (its user namespace)
-    AUTOGRADER / "kernel_side.py": {"torch", "IPython"},
+    AUTOGRADER / "kernel_side" / "dispatcher.py": {"torch", "IPython"},
     AUTOGRADER / "sandbox_side" / "setup.py": set(),         # run as `python -I -S setup.py SPEC`
 }
 
