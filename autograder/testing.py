@@ -39,7 +39,7 @@ from autograder.proxy import (BadResult, ForbiddenCall, MissingName, RemoteRef, 
 
 __all__ = ["points", "assert_close", "assert_equal", "check", "fail", "GradeFailure", "StudentFailure",
            "StudentError", "StudentTimeout", "StudentCrash", "ForbiddenCall", "MissingName", "BadResult",
-           "RemoteRef", "nonzero_input", "remote_generator", "Mistake", "named"]
+           "RemoteRef", "nonzero_input", "remote_generator", "student_nn", "Mistake", "named"]
 
 
 SMALL_TENSOR = 10_000       # tensors up to this many elements get the first wrong element's index
@@ -268,3 +268,12 @@ def remote_generator(student, seed: int) -> RemoteRef:
     A generator is not data, so it cannot cross to the kernel; it is built there from the notebook's
     own `import torch` and handed to student functions as a RemoteRef argument."""
     return student.get("torch").attr("Generator")().method("manual_seed")(seed)
+
+
+def student_nn(student) -> RemoteRef:
+    """The notebook's `nn` (torch.nn, imported in its read-only set-up cell), to build modules in the
+    kernel with the student's own torch. Fails the test when the notebook rebound the name."""
+    torch_nn = student.get("nn")
+    check(isinstance(torch_nn, RemoteRef) and torch_nn.attr("__name__") == "torch.nn",
+          "the notebook's `nn` is not torch.nn any more: do not reassign the names imported in the set-up cell")
+    return torch_nn

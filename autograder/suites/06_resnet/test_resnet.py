@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.models.resnet as tv
 
-from autograder.testing import Mistake, RemoteRef, assert_close, check, fail, points
+from autograder.testing import Mistake, RemoteRef, assert_close, check, fail, points, student_nn
 
 NORM = ("normalization",)            # op group forbidden inside batch_norm
 READY_MADE = ("torchvision.models",)  # the grader's reference networks: a forbidden use inside the student's code
@@ -259,13 +259,6 @@ def load_and_run(module, state, X, what):
     if not isinstance(Y, torch.Tensor):
         fail(f"{what}: forward returned a {kind_of(Y)}, expected a tensor")
     return Y
-
-
-def student_nn(student):
-    torch_nn = student.get("nn")
-    check(isinstance(torch_nn, RemoteRef) and torch_nn.attr("__name__") == "torch.nn",
-          "the notebook's `nn` is not torch.nn any more: do not reassign the names imported in the set-up cell")
-    return torch_nn
 
 
 def not_torchvision(ref, what):

@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autograder.testing import Mistake, RemoteRef, assert_close, check, fail, points
+from autograder.testing import Mistake, RemoteRef, assert_close, check, fail, points, student_nn
 
 LIBRARY_VERSION = ("dlcourse.overfit_one_batch",)    # the library's own answer: a forbidden use inside the exercise
 
@@ -72,13 +72,6 @@ def kind_of(value):
 def gen(seed=None):
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
     return torch.Generator().manual_seed(seed)
-
-
-def student_nn(student):
-    torch_nn = student.get("nn")
-    check(isinstance(torch_nn, RemoteRef) and torch_nn.attr("__name__") == "torch.nn",
-          "the notebook's `nn` is not torch.nn any more: do not reassign the names imported in the set-up cell")
-    return torch_nn
 
 
 def build(student, layers):
