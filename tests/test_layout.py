@@ -58,3 +58,12 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
 def test_the_sandbox_program_is_started_from_its_own_file():
     from autograder import sandbox
     assert sandbox.SETUP_PROGRAM == AUTOGRADER / "sandbox_side" / "setup.py" and sandbox.SETUP_PROGRAM.is_file()
+
+
+def test_suite_file_names_shadow_nothing():
+    """pytest imports a suite file by its base name when a module of that name is importable: a suite
+    named like one of the project's tests (07's first suite was test_training.py, as tests/ has one)
+    was collected as that test module when tests run the suites in-process. Every name is unique."""
+    suites = sorted(p.name for p in (AUTOGRADER / "suites").glob("*/test_*.py"))
+    ours = {p.name for p in (AUTOGRADER.parent / "tests").glob("*.py")}
+    assert len(suites) == len(set(suites)) and not set(suites) & ours
