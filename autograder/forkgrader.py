@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import gc
 import multiprocessing
 import os
 import signal
@@ -80,6 +81,9 @@ def _child(argv: list[str], env: dict, ready: socket.socket, stdin: socket.socke
         os.environ["AUTOGRADER_PARENT_PID"] = str(os.getppid())
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         sys.argv = ["autograder", *argv]
+        # What the server imported stays for the grader's life: frozen, the collector skips it
+        # (and does not touch, so copy, the pages this process shares with the server).
+        gc.freeze()
         from autograder.cli import main
         code = main(argv)
     except SystemExit as e:
