@@ -1,7 +1,7 @@
 """`python -m autograder <command>`: the instructor's commands.
 
     grade <assignment> <notebook.ipynb> [--json]       grade one notebook (JSON: the engine's format)
-    grade <assignment> <directory> [--workers N]       grade every submission (see autograder/batch.py)
+    grade <assignment> <directory> [--workers N]       grade every submission (see autograder/batch/)
     release [assignment ...]                           course/<a>/ from solutions/<a>/ (nbgrader)
     bundle [--out dlcourse-student.zip]                the student bundle (course/ without caches)
     demo                                               release, grade sample submissions, show grades

@@ -8,7 +8,7 @@ On 2 cores that is CPU the notebooks and suites could use. Python's own engine f
 
 `spawn(argv, env)` starts `python -m autograder <argv>` that way and returns a `ForkedGrader`, which
 behaves like the `subprocess.Popen` the batch used before (stdin, communicate, pid, returncode,
-kill): the pool (pool.py) and the batch (batch.py) need not know the difference. The grader in it
+kill): the pool (pool.py) and the batch (batch/) need not know the difference. The grader in it
 runs exactly `autograder.cli.main(argv)`, with stdin, stdout and stderr connected to the batch as a
 subprocess's pipes would be.
 

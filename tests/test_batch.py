@@ -1,4 +1,4 @@
-"""The batch grader (autograder/batch.py) on a fake assignment graded by a fake single grader.
+"""The batch grader (autograder/batch/) on a fake assignment graded by a fake single grader.
 
 The fake grader (tests/autograder_fakes.py) scores each notebook by a directive in it, so the
 expected scores are known without running kernels; the real grader on real kernels is tested in
