@@ -1,10 +1,11 @@
 """What the grader relies on in jupyter_client and nbclient (pinned in pyproject.toml).
 
-kernel.py uses only their public APIs: no private method is overridden and no private attribute is
-read or set, so a minor upgrade of either can only break grading by changing one of the behaviours
-below. Each test states one of them on a plain ipykernel (no sandbox, no torch: seconds), and the
-last one checks kernel.py's own use of them end to end. If one of these fails after an upgrade,
-read its docstring before changing kernel.py.
+kernel.py and its parts (kernel_process.py, notebook_cells.py, kernel_calls.py) use only their
+public APIs: no private method is overridden and no private attribute is read or set, so a minor
+upgrade of either can only break grading by changing one of the behaviours below. Each test states
+one of them on a plain ipykernel (no sandbox, no torch: seconds), and the last one checks
+kernel.py's own use of them end to end. If one of these fails after an upgrade, read its docstring
+before changing those files.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ import autograder.kernel as kernel_module
 
 pytestmark = pytest.mark.slow
 KERNEL_PY = Path(kernel_module.__file__)
+# The session's parts, which talk to jupyter_client and nbclient (see kernel.py's docstring).
+KERNEL_FILES = [KERNEL_PY, *(KERNEL_PY.with_name(n) for n in ("kernel_process.py", "notebook_cells.py",
+                                                              "kernel_calls.py"))]
 
 
 class RecordingManager(AsyncKernelManager):
@@ -151,9 +155,10 @@ def test_cell_execution_timeouts_and_dead_kernels(tmp_path):
     asyncio.run(go())
 
 
-def test_kernel_py_uses_no_private_api_of_jupyter_client_or_nbclient():
+@pytest.mark.parametrize("path", KERNEL_FILES, ids=lambda p: p.name)
+def test_kernel_py_uses_no_private_api_of_jupyter_client_or_nbclient(path):
     """No overridden _method of their classes, no `._name` read or set on their objects."""
-    tree = ast.parse(KERNEL_PY.read_text())
+    tree = ast.parse(path.read_text())
     theirs = {"AsyncKernelManager", "NotebookClient"}
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and {getattr(b, "id", None) for b in node.bases} & theirs:

@@ -473,7 +473,7 @@ def test_autograd_group_catches_every_route_in_process():
 
 # ------------------------------------------------------------------------------ time bounds of the call phase
 def test_a_hung_function_costs_one_timeout_and_the_suite_has_a_total_bound():
-    """KernelSession.request without a kernel: `_request` (the round trip to the kernel) is faked."""
+    """KernelSession.request without a kernel: the calls' `_request` (the round trip to the kernel) is faked."""
     import asyncio
     import time
 
@@ -493,7 +493,7 @@ def test_a_hung_function_costs_one_timeout_and_the_suite_has_a_total_bound():
         await asyncio.sleep(0.3)
         return {"status": "ok", "value": 1}
 
-    session._request = fake_request
+    session.calls._request = fake_request
     call = {"op": "call", "method": None, "args": [], "kwargs": {}, "forbid": []}
     try:
         assert session.request({**call, "target": ["name", "ok"]}, label="ok") == 1
@@ -509,4 +509,4 @@ def test_a_hung_function_costs_one_timeout_and_the_suite_has_a_total_bound():
             session.request({**call, "target": ["name", "ok"]}, label="ok")
         assert len(sent) == 2
     finally:
-        session._zmq.destroy(linger=0)
+        session.process._zmq.destroy(linger=0)
