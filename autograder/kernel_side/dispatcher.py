@@ -1,7 +1,8 @@
 """The grader's helper INSIDE the student's kernel: it answers the hidden suite's calls.
 
-The grader never imports the student's objects. It sends this file's source into the kernel once
-the notebook has run (kernel_process.py: `bootstrap_code`), then each call as a short execute_request
+The grader never imports the student's objects. It sends this file's source into the kernel when
+the kernel starts, before the notebook's first cell (kernel_process.py: `bootstrap_code`; again
+after every restart), then each call as a short execute_request
 `<token>(<request id>)`. The request (which global or handle to call, the arguments, the forbidden
 operation groups) is a file `req_<id>.pt` written by the grader (the id is a counter plus random
 hex, so student code cannot plant files in its place); the answer is `res_<id>.pt`:
