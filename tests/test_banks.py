@@ -26,6 +26,7 @@ BANKS = [importlib.import_module(f"bank.{path.stem}")
          for path in sorted((Path(__file__).parent / "bank").glob("b[0-9][0-9]_*.py"))]
 CASES = [(bank, case) for bank in BANKS for case in bank.CASES]
 NICE = 10          # the background banks' CPU priority (higher = yield more to the other tests)
+AT_ONCE = 2        # banks graded at the same time in the background, each a batch with 2 workers
 
 
 def bank_id(bank):
@@ -33,22 +34,34 @@ def bank_id(bank):
 
 
 class BankGrading:
-    """Grades banks, one batch command per bank, in a background thread; `run(bank)` waits for one."""
+    """Grades banks, one batch command per bank, in background threads; `run(bank)` waits for one.
 
-    def __init__(self, banks, *, nice: int = 0):
+    `at_once` banks are graded at the same time: a batch's last submissions leave its second worker
+    idle, and many of the other tests wait on timeouts (a hung cell, an interrupted call) with a
+    core free; at nice 10 the banks take only what the other tests leave."""
+
+    def __init__(self, banks, *, nice: int = 0, at_once: int = 1):
         self.banks = list(banks)
         self.nice = nice
         self.runs, self.errors = {}, {}
         self.done = {bank.ASSIGNMENT: threading.Event() for bank in self.banks}
         self.workdir = tempfile.TemporaryDirectory(prefix="dlcourse-banks-")
-        self.thread = threading.Thread(target=self._grade_all, name="bank-grading", daemon=True)
+        self.queue = list(self.banks)
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._grade_all, name=f"bank-grading-{i}", daemon=True)
+                        for i in range(max(1, min(at_once, len(self.banks))))]
 
     def start(self) -> "BankGrading":
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
+    def _next(self):
+        with self.lock:
+            return self.queue.pop(0) if self.queue else None
+
     def _grade_all(self):
-        for bank in self.banks:
+        while (bank := self._next()) is not None:
             try:
                 self.runs[bank.ASSIGNMENT] = grade_bank(bank.ASSIGNMENT, bank.CASES,
                                                         Path(self.workdir.name) / f"bank_{bank.ASSIGNMENT}",
@@ -73,7 +86,7 @@ def start_grading(assignments) -> None:
     global _BACKGROUND
     wanted = [bank for bank in BANKS if bank.ASSIGNMENT in set(assignments)]
     if wanted and _BACKGROUND is None and not os.environ.get("DLCOURSE_BANKS_IN_FOREGROUND"):
-        _BACKGROUND = BankGrading(wanted, nice=NICE).start()
+        _BACKGROUND = BankGrading(wanted, nice=NICE, at_once=AT_ONCE).start()
 
 
 @pytest.fixture(scope="session")
