@@ -385,18 +385,20 @@ class Dropout(nn.Module):
 
 CASES = [
     Case("reference", "correct", sub(short=False), "full", "the solution notebook's own answers, full experiment"),
-    Case("alt_bernoulli_own_layer", "alternative",
-         sub(dropout=lambda: with_dropout_body(DROPOUT_BERNOULLI), Dropout=LAYER_OWN_BERNOULLI), "full",
+    Case("alt_bernoulli_own_layer_bool_mask_function", "alternative",
+         sub(dropout=lambda: with_dropout_body(DROPOUT_BERNOULLI), Dropout=LAYER_OWN_BERNOULLI,
+             DropoutFunction=FUNCTION_BOOL_MASK), "full",
          "mask from torch.bernoulli(full_like(x, 1 - p)), the mask scaled (not the output); a layer with its "
-         "own code (same draw) and its own check of p"),
+         "own code (same draw) and its own check of p; a Function that saves a bool mask and keeps p on ctx"),
     Case("alt_inplace_bernoulli_where", "alternative",
          sub(dropout=lambda: with_dropout_body(DROPOUT_WHERE), Dropout=LAYER_CALLS_FUNCTION,
              DropoutFunction=FUNCTION_CALLS_DROPOUT), "full",
          "empty_like(x).bernoulli_(1 - p) as a bool mask and torch.where; a layer that only calls dropout() "
          "(p checked on the first forward pass); a Function whose mask is dropout() of ones"),
-    Case("alt_function_bool_mask", "alternative", sub(DropoutFunction=FUNCTION_BOOL_MASK), "full",
-         "a Function that saves a bool mask and keeps p on ctx"),
-    # --- honest mistakes, one per notebook: all but the layer ones are in dropout()
+    # --- honest mistakes. Those of dropout() all lose in the same cell: one per notebook. The layer's and
+    # the Function's mistakes each share a notebook with one of dropout()'s: the reference layer calls the
+    # student's dropout() but test_Dropout does not charge what the layer merely inherits (keep= says so),
+    # and neither DropoutFunction (reference or mistake) nor test_DropoutFunction calls dropout() or the layer.
     Case("mistake_no_rescale", "mistake", sub(dropout=no_rescale), lose("dropout"),
          "survivors not multiplied by 1 / (1 - p): the mean shrinks by (1 - p)",
          names=Named("test_dropout", "not rescaled")),
@@ -410,12 +412,18 @@ CASES = [
          "training=False ignored; the reference layer passes self.training to it, so the layer drops in eval "
          "mode too",
          names=Named("test_dropout", "training=False")),
-    Case("mistake_float64_mask", "mistake", sub(dropout=float64_mask), lose("dropout"),
-         "a float64 mask: float32/float16/bfloat16 inputs come back as float64",
-         names=Named("test_dropout", "float64", "mask")),
-    Case("mistake_shared_mask", "mistake", sub(dropout=shared_mask), lose("dropout"),
-         "one mask of shape x.shape[1:] broadcast over the batch: every example loses the same units",
-         names=Named("test_dropout", "same mask")),
+    Case("mistakes_float64_mask_function_no_scale", "mistake",
+         sub(dropout=float64_mask, DropoutFunction=function_no_scale), lose("dropout", "DropoutFunction"),
+         "a float64 mask: float32/float16/bfloat16 inputs come back as float64; the Function's backward pass "
+         "multiplies by the 0/1 mask, without 1 / (1 - p)",
+         names=(Named("test_dropout", "float64", "mask"),
+                Named("test_DropoutFunction", "without the 1 / (1 - p)"))),
+    Case("mistakes_shared_mask_function_one_gradient", "mistake",
+         sub(dropout=shared_mask, DropoutFunction=function_one_gradient), lose("dropout", "DropoutFunction"),
+         "one mask of shape x.shape[1:] broadcast over the batch: every example loses the same units; the "
+         "Function's backward returns only the gradient for x, not (grad_x, None, None)",
+         names=(Named("test_dropout", "same mask"),
+                Named("test_DropoutFunction", "one value per input of forward"))),
     Case("mistake_ignores_generator", "mistake", sub(dropout=ignores_generator), lose("dropout"),
          "the generator argument is never used (masks from the global RNG)",
          names=Named("test_dropout", "generator")),
@@ -442,29 +450,25 @@ CASES = [
          "p outside [0, 1] accepted by dropout() (this layer checks p itself); a layer that reads its own flag "
          "set by overriding eval(): .train() and nn.Sequential(...).eval() never reach it",
          names=(Named("test_dropout", "ValueError"), Named("test_Dropout", "its own train/eval flag"))),
-    Case("mistake_function_no_scale", "mistake", sub(DropoutFunction=function_no_scale), lose("DropoutFunction"),
-         "the backward pass multiplies by the 0/1 mask, without 1 / (1 - p)",
-         names=Named("test_DropoutFunction", "without the 1 / (1 - p)")),
-    Case("mistake_function_one_gradient", "mistake", sub(DropoutFunction=function_one_gradient),
-         lose("DropoutFunction"), "backward returns only the gradient for x, not (grad_x, None, None)",
-         names=Named("test_DropoutFunction", "one value per input of forward")),
     Case("demo_mistakes", "mistake",
          sub(short=False, dropout=no_rescale, Dropout=layer_ignores_eval, DropoutFunction=function_redraws),
          Lose(("test_dropout", "test_Dropout", "test_DropoutFunction")),
          "for the demo: dropout without 1/(1-p), a layer that ignores eval(), a backward pass that draws a new mask",
          names=(Named("test_dropout", "not rescaled"), Named("test_Dropout", "self.training"),
                 Named("test_DropoutFunction", "draws a new mask"))),
-    # --- cheats: PyTorch's own dropout, however it is reached, and a tensor that claims to be right
+    # --- cheats: PyTorch's own dropout, however it is reached, and a tensor that claims to be right. A cheat
+    # confined to dropout() or the layer shares a notebook with one confined to DropoutFunction (which calls
+    # neither); the tensor subclass (a __torch_function__ override, torch machinery) stays alone.
     Case("demo_cheat", "cheat", sub(short=False, dropout=DROPOUT_F), Lose(("test_dropout", "test_Dropout")),
          "F.dropout inside dropout() (the reference layer calls it, so the layer loses too)"),
-    Case("cheat_modules", "cheat", sub(dropout=DROPOUT_MODULE_CHEAT, Dropout=LAYER_SUBCLASS_CHEAT),
-         Lose(("test_dropout", "test_Dropout")), "nn.Dropout inside dropout(); Dropout as a subclass of nn.Dropout"),
-    Case("cheat_function_f_dropout", "cheat", sub(DropoutFunction=FUNCTION_F_DROPOUT), lose("DropoutFunction"),
-         "F.dropout of ones as the Function's mask"),
-    Case("do_nothing_function", "cheat", sub(DropoutFunction=FUNCTION_DOES_NOTHING), 17.0,
-         "a Function that returns x and passes grad_out through: 0 of its 4 points, full marks elsewhere"),
-    Case("cheat_aten", "cheat", sub(dropout=DROPOUT_ATEN), Lose(("test_dropout", "test_Dropout")),
-         "torch.ops.aten.native_dropout reached through getattr and a built-up name"),
+    Case("cheat_modules_function_does_nothing", "cheat",
+         sub(dropout=DROPOUT_MODULE_CHEAT, Dropout=LAYER_SUBCLASS_CHEAT, DropoutFunction=FUNCTION_DOES_NOTHING),
+         Lose(CELLS), "nn.Dropout inside dropout(); Dropout as a subclass of nn.Dropout; a Function that returns x "
+         "and passes grad_out through (that it scores 0 of its 4 points is checked by do_nothing_identity and "
+         "do_nothing_zeros, which hold the same Function)"),
+    Case("cheat_aten_function_f_dropout", "cheat", sub(dropout=DROPOUT_ATEN, DropoutFunction=FUNCTION_F_DROPOUT),
+         Lose(CELLS), "torch.ops.aten.native_dropout reached through getattr and a built-up name (the reference "
+         "layer calls it, so the layer loses too); F.dropout of ones as the Function's mask"),
     Case("cheat_tensor_subclass", "cheat", sub(dropout=DROPOUT_SUBCLASS_CHEAT), Lose(("test_dropout", "test_Dropout")),
          "returns x unchanged as a tensor subclass whose ==, equal, allclose and isclose always agree (the grader "
          "receives a plain tensor); the reference layer built on it never drops"),
