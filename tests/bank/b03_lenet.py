@@ -321,12 +321,15 @@ CASES = [
     Case("mistake_softmax", "mistake", with_net(SOFTMAX), Lose([NET], keep=[SHAPES]),
          "softmax in forward before nn.CrossEntropyLoss",
          names=Named(NET, "probabilities", "softmax")),
-    Case("mistake_shapes_ceil", "mistake", with_setup(SHRINK, lenet_output_shapes=SHAPES_CEIL),
-         Lose([SHAPES], keep=[NET]), "pooling sizes rounded up: right for 32x32, wrong for odd sizes",
-         names=Named(SHAPES, "round up")),
-    Case("mistake_sgd_does_not_train", "mistake", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_SGD),
-         Lose([TRAIN], keep=[SHAPES, NET]), "plain SGD at Adam's learning rate: the network barely learns in 10 epochs",
-         names=Named(TRAIN, "plain SGD")),
+    # lenet_output_shapes is called by its own tests only (no other test, and not the reference LeNet5, uses
+    # it), so its mistake shares a notebook with one of train_lenet's; the network is the reference and the
+    # run is the full one, so test_train_lenet loses for train_lenet's mistake alone.
+    Case("mistakes_shapes_ceil_sgd", "mistake",
+         lambda: submission(ASSIGNMENT, lenet_output_shapes=SHAPES_CEIL, train_lenet=TRAIN_SGD),
+         Lose([SHAPES, TRAIN], keep=[NET]),
+         "pooling sizes rounded up: right for 32x32, wrong for odd sizes; plain SGD at Adam's learning rate: "
+         "the network barely learns in 10 epochs",
+         names=(Named(SHAPES, "round up"), Named(TRAIN, "plain SGD"))),
     Case("mistake_trains_a_copy", "mistake", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_COPY),
          Lose([TRAIN], keep=[SHAPES, NET]), "train_lenet trains a new LeNet5, so `net` stays untrained",
          names=Named(TRAIN, "network it is given")),
@@ -341,13 +344,16 @@ CASES = [
          "a torchvision ResNet-18 instead of LeNet"),
     Case("cheat_zero_epochs", "cheat", with_setup("num_epochs = 0   # finishes fast"),
          Lose([TRAIN], keep=[SHAPES, NET]), "the run size set to zero epochs: nothing is trained"),
-    Case("cheat_hardcoded_shapes", "cheat", lambda: submission(ASSIGNMENT, lenet_output_shapes=SHAPES_HARDCODED),
-         Lose([SHAPES], keep=[NET, TRAIN]), "the 32x32 table copied into lenet_output_shapes"),
 
     Case("cheat_exam_lookup", "cheat", with_setup(SHRINK, LeNet5=EXAM_LOOKUP), Lose([TRAIN], keep=[SHAPES, NET]),
          "a barely trained network whose forward looks up the labels of the test split's images"),
-    Case("cheat_trains_on_globals", "cheat", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_ON_GLOBALS),
-         Lose([TRAIN], keep=[SHAPES, NET]), "train_lenet trains on the notebook's digits, whatever it is given"),
+    # Two cheats confined to their own function (no other test calls lenet_output_shapes; train_lenet's
+    # tests do not call it either), with the reference network: one notebook.
+    Case("cheat_hardcoded_shapes_trains_on_globals", "cheat",
+         lambda: submission(ASSIGNMENT, lenet_output_shapes=SHAPES_HARDCODED, train_lenet=TRAIN_ON_GLOBALS),
+         Lose([SHAPES, TRAIN], keep=[NET]),
+         "the 32x32 table copied into lenet_output_shapes; train_lenet trains on the notebook's digits, whatever "
+         "it is given"),
     Case("cheat_state_dict_override", "cheat", lambda: submission(ASSIGNMENT, LeNet5=STATE_DICT_OVERRIDE),
          Lose([NET, TRAIN], keep=[SHAPES]), "another architecture whose state_dict() reports an untrained LeNet-5's"),
     Case("cheat_trained_on_exam", "cheat", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_ON_EXAM),
