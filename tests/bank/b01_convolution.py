@@ -518,8 +518,7 @@ DO_NOTHING = {
     "conv2d_im2col": "def conv2d_im2col(x, weight, bias=None, stride=1, padding=0):\n    return x.clone()\n",
     "conv_params": "def conv_params(kernel_size, in_channels, out_channels, bias=True):\n    return 0\n",
     "receptive_field": "def receptive_field(layers):\n    return 1\n",
-    "conv2d_backward": ("def conv2d_backward(grad_out, x, weight, stride=1, padding=0):\n"
-                        "    return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros(weight.shape[0])\n"),
+    "conv2d_backward": BACKWARD_DOES_NOTHING,      # zeros of the right shapes AND dtype: still 0 of 5 points
 }
 
 
@@ -538,6 +537,9 @@ CASES = [
                  "conv_matrix from the student's own conv applied to basis images, backward by a loop over windows"),
     # --- honest mistakes. Each cell's tests call only that cell's function, so mistakes in different
     # cells can share a notebook and still each must lose points in its own cell (and nowhere else).
+    # (conv2d_im2col calls the student's im2col: a wrong im2col costs it too unless the case says otherwise.)
+    # conv2d_backward's mistakes all lose in the same cell, so each is in a notebook of its own, with
+    # mistakes of other cells (the reference conv2d_backward calls no other answer).
     Case("demo_mistakes", "mistake",
          sub(conv2d_naive=naive_flipped, conv_output_size=size_ceil, conv_matrix=matrix_transposed,
              receptive_field=rf_no_jump, conv2d_backward=backward_flipped),
@@ -548,63 +550,64 @@ CASES = [
          names=(Named("test_conv2d_naive", "flipped"), Named("test_conv_output_size", "rounded up"),
                 Named("test_conv_matrix", "transpose"), Named("test_receptive_field", "jump"),
                 Named("test_conv2d_backward", "rotated by 180"))),
-    Case("mistakes_bias_stride_channel_order", "mistake",
+    Case("mistakes_bias_stride_channel_order_batch_mean", "mistake",
          sub(conv2d_naive=naive_no_bias, conv_output_size=size_no_stride, conv_params=params_no_bias,
-             im2col=im2col_channel_last),
-         lose("conv2d_naive", "conv_output_size", "conv_params", "im2col", "conv2d_im2col"),
+             im2col=im2col_channel_last, conv2d_backward=backward_batch_mean),
+         lose("conv2d_naive", "conv_output_size", "conv_params", "im2col", "conv2d_im2col", "conv2d_backward"),
          "bias ignored; stride ignored in the output size; bias not counted; im2col columns ordered channel-last "
-         "(the reference conv2d_im2col built on it is then wrong too)",
+         "(the reference conv2d_im2col built on it is then wrong too); grad_weight averaged over the batch "
+         "instead of summed",
          names=(Named("test_conv2d_naive", "without the bias"), Named("test_conv_output_size", "for stride 1"),
-                Named("test_conv_params", "leaves out the biases"), Named("test_im2col", "row order"))),
-    Case("mistakes_bias_per_channel_kernel_once", "mistake",
+                Named("test_conv_params", "leaves out the biases"), Named("test_im2col", "row order"),
+                Named("test_conv2d_backward", "divided by the batch size"))),
+    Case("mistakes_bias_per_channel_kernel_once_bias_mean", "mistake",
          sub(conv2d_naive=naive_bias_per_input_channel, conv_params=params_kernel_once,
-             im2col=im2col_channel_last, conv2d_im2col=im2col_conv_matching_channel_last),
-         lose("conv2d_naive", "conv_params", "im2col"),
+             im2col=im2col_channel_last, conv2d_im2col=im2col_conv_matching_channel_last,
+             conv2d_backward=backward_bias_mean),
+         lose("conv2d_naive", "conv_params", "im2col", "conv2d_backward"),
          "bias added once per input channel; K * C_in * C_out parameters; channel-last im2col with a "
-         "conv2d_im2col that orders the weight to match (so only im2col loses)",
+         "conv2d_im2col that orders the weight to match (so only im2col loses); grad_bias as the mean of grad_out",
          names=(Named("test_conv2d_naive", "once per input channel"), Named("test_conv_params", "area"),
-                Named("test_im2col", "row order"))),
-    Case("mistake_padding_one_side", "mistake", sub(conv2d_naive=naive_pad_one_side), lose("conv2d_naive"),
-         "all the padding on the right and bottom: the right size, every window shifted",
-         names=Named("test_conv2d_naive", "one side")),
-    # conv2d_backward's mistakes, one per notebook (they all lose in the same cell)
-    Case("mistake_backward_batch_mean", "mistake", sub(conv2d_backward=backward_batch_mean), lose("conv2d_backward"),
-         "grad_weight averaged over the batch instead of summed",
-         names=Named("test_conv2d_backward", "divided by the batch size")),
-    Case("mistake_backward_bias_mean", "mistake", sub(conv2d_backward=backward_bias_mean), lose("conv2d_backward"),
-         "grad_bias as the mean of grad_out", names=Named("test_conv2d_backward", "mean of grad_out")),
-    Case("mistake_backward_uncropped", "mistake", sub(conv2d_backward=backward_uncropped), lose("conv2d_backward"),
-         "grad_x returned with the padding's rows and columns",
-         names=Named("test_conv2d_backward", "padded input's shape")),
+                Named("test_im2col", "row order"), Named("test_conv2d_backward", "mean of grad_out"))),
+    Case("mistakes_padding_one_side_backward_uncropped", "mistake",
+         sub(conv2d_naive=naive_pad_one_side, conv2d_backward=backward_uncropped),
+         lose("conv2d_naive", "conv2d_backward"),
+         "all the padding on the right and bottom: the right size, every window shifted; grad_x returned with "
+         "the padding's rows and columns",
+         names=(Named("test_conv2d_naive", "one side"), Named("test_conv2d_backward", "padded input's shape"))),
     Case("mistake_backward_no_stride", "mistake", sub(conv2d_backward=backward_no_stride), lose("conv2d_backward"),
          "window (i, j) placed at input (i, j) in the backward pass, whatever the stride",
          names=Named("test_conv2d_backward", "stride")),
-    Case("do_nothing_backward", "cheat", sub(conv2d_backward=BACKWARD_DOES_NOTHING), 21.0,
-         "zeros of the right shapes and dtype: 0 of conv2d_backward's 5 points, full marks elsewhere"),
-    # --- cheats
+    # --- cheats. Those confined to their own function share notebooks, two rules: conv2d_backward's cheats
+    # (one cell) each go to another notebook, and one that calls the student's im2col (the engine through
+    # conv2d_im2col, the transposed convolution) never shares a notebook with a cheating im2col, which would
+    # make it lose for the wrong reason. Cheats on torch's machinery or the grader (always-equal objects,
+    # dispatch modes, patched torch, files) stay alone.
     Case("demo_cheat", "cheat",
          sub(conv2d_naive=NAIVE_F_CONV2D, im2col=IM2COL_F_UNFOLD, conv2d_im2col=IM2COL_CONV_F_CONV2D,
              conv2d_backward=BACKWARD_AUTOGRAD),
          lose("conv2d_naive", "im2col", "conv2d_im2col", "conv2d_backward"),
          "F.conv2d and F.unfold where they are forbidden; autograd for the backward pass"),
-    Case("cheat_disguised", "cheat",
-         sub(conv2d_naive=NAIVE_ALIAS, im2col=IM2COL_TENSOR_UNFOLD, conv2d_im2col=IM2COL_CONV_ATEN),
-         lose("conv2d_naive", "im2col", "conv2d_im2col"),
-         "F.conv2d through an alias built from strings, Tensor.unfold, torch.ops.aten.convolution"),
-    Case("cheat_backward_engine_and_matrix", "cheat",
-         sub(conv2d_backward=BACKWARD_ENGINE, conv_matrix=MATRIX_F_CONV2D_ONE_HOT), lose("conv2d_backward", "conv_matrix"),
-         "the autograd engine called directly; conv_matrix by F.conv2d on one-hot images (the grader's oracle)"),
-    Case("cheat_library_answers", "cheat", sub(**LIBRARY_ANSWERS),
-         lose("receptive_field", "conv_params", "conv_output_size"),
-         "dl.receptive_field, dl.count_parameters of an nn.Conv2d, and the size of an F.conv2d output: the library "
-         "and torch answering the exercises"),
-    Case("cheat_backward_aten", "cheat", sub(conv2d_backward=BACKWARD_ATEN), lose("conv2d_backward"),
-         "torch.ops.aten.convolution_backward: the library's own backward pass"),
+    Case("cheat_disguised_backward_aten", "cheat",
+         sub(conv2d_naive=NAIVE_ALIAS, im2col=IM2COL_TENSOR_UNFOLD, conv2d_im2col=IM2COL_CONV_ATEN,
+             conv2d_backward=BACKWARD_ATEN),
+         lose("conv2d_naive", "im2col", "conv2d_im2col", "conv2d_backward"),
+         "F.conv2d through an alias built from strings, Tensor.unfold, torch.ops.aten.convolution; "
+         "torch.ops.aten.convolution_backward (the library's own backward pass, which calls no answer)"),
+    Case("cheat_backward_engine_matrix_library", "cheat",
+         sub(conv2d_backward=BACKWARD_ENGINE, conv_matrix=MATRIX_F_CONV2D_ONE_HOT, **LIBRARY_ANSWERS),
+         lose("conv2d_backward", "conv_matrix", "receptive_field", "conv_params", "conv_output_size"),
+         "the autograd engine called directly (through the reference conv2d_im2col); conv_matrix by F.conv2d on "
+         "one-hot images (the grader's oracle); dl.receptive_field, dl.count_parameters of an nn.Conv2d, and the "
+         "size of an F.conv2d output: the library and torch answering the exercises"),
     Case("cheat_backward_transpose", "cheat", sub(conv2d_backward=BACKWARD_TRANSPOSE), lose("conv2d_backward"),
          "F.conv_transpose2d for the input gradient"),
-    Case("cheat_modules", "cheat", sub(conv2d_naive=NAIVE_MODULE, im2col=IM2COL_MODULE),
-         lose("conv2d_naive", "im2col", "conv2d_im2col"),
-         "nn.Conv2d and nn.Unfold (conv2d_im2col calls the forbidden im2col)"),
+    Case("cheat_modules_backward_does_nothing", "cheat",
+         sub(conv2d_naive=NAIVE_MODULE, im2col=IM2COL_MODULE, conv2d_backward=BACKWARD_DOES_NOTHING),
+         lose("conv2d_naive", "im2col", "conv2d_im2col", "conv2d_backward"),
+         "nn.Conv2d and nn.Unfold (conv2d_im2col calls the forbidden im2col); a conv2d_backward that returns zeros "
+         "of the right shapes and dtype (that it scores 0 of its 5 points is checked by do_nothing, which holds "
+         "the same function)"),
     # A notebook that touches the torch internals the forbidden-op guard relies on (__torch_function__,
     # dispatch modes) gets no points for ANY guarded function: in 01 every exercise has rules (forbidden ops or
     # forbidden library calls), so every cell.
