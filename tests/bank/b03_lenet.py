@@ -278,11 +278,6 @@ class LeNet5(nn.Module):
     def state_dict(self, *args, **kwargs):
         return self._decoy.state_dict(*args, **kwargs)
 '''
-TRAIN_ON_EXAM = append(ref("train_lenet"), '''
-train_iter = DataLoader(Subset(test_all, range(1, len(test_all), 2)), batch_size=64, shuffle=True)  # the exam half
-''')
-
-
 def _broken_json() -> bytes:
     return b'{"cells": [{"cell_type": "code", "source": "def LeNet5(' + b"\x00" * 3
 
@@ -356,8 +351,6 @@ CASES = [
          "it is given"),
     Case("cheat_state_dict_override", "cheat", lambda: submission(ASSIGNMENT, LeNet5=STATE_DICT_OVERRIDE),
          Lose([NET, TRAIN], keep=[SHAPES]), "another architecture whose state_dict() reports an untrained LeNet-5's"),
-    Case("cheat_trained_on_exam", "cheat", lambda: submission(ASSIGNMENT, train_lenet=TRAIN_ON_EXAM),
-         Lose([TRAIN], keep=[SHAPES, NET]), "the network is trained only on the exam half of the test split"),
     Case("cheat_noise_hides_linearity", "cheat", with_setup(SHRINK, LeNet5=NOISY_LINEAR), Lose([NET], keep=[SHAPES]),
          "no activation, and random noise added to the output so that the linearity tests see no identity"),
     Case("do_nothing", "cheat",

@@ -39,9 +39,14 @@ the even half). The raw digits ship with scikit-learn, so a kernel can always re
 grader therefore never measures on them as they are. `exam_set` distorts each odd-numbered image
 EXAM_COPIES times (random rotation, scale, shift and pixel noise) with a seed from os.urandom drawn
 at every grading, and normalises with the mean/std the kernel used (`info`). A table of the raw
-images' labels is useless on them, and a network trained only on the 180 raw exam images learns
-far less than one trained on the training split (the bank grades the reference, such a network
-and a lookup table; tests/test_lenet_exam_split.py checks the distortions and an untrained network).
+images' labels is useless on them (the bank grades a lookup table; tests/test_lenet_exam_split.py
+checks the distortions and an untrained network).
+
+What this does NOT catch: a network trained on the 180 raw exam images. It scores 83-86% on their
+distorted copies (measured in the bank's runs), against the reference's ~93% and the 85% threshold,
+so it passes in some gradings and fails in others; it was taken out of the bank for that reason. A
+kernel that can import scikit-learn can always train on these digits: only an exam from data the
+kernel cannot reach at all would close this.
 
 Softmax in forward
 ------------------
