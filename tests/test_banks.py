@@ -25,7 +25,7 @@ MIN_NAMING_RATE = 0.8       # issue 9: at least 80 % of a bank's honest mistakes
 BANKS = [importlib.import_module(f"bank.{path.stem}")
          for path in sorted((Path(__file__).parent / "bank").glob("b[0-9][0-9]_*.py"))]
 CASES = [(bank, case) for bank in BANKS for case in bank.CASES]
-NICE = 19          # the background banks' CPU priority (higher = yield more to the other tests)
+NICE = 10          # the background banks' CPU priority (higher = yield more to the other tests)
 AT_ONCE = 2        # banks graded at the same time in the background, each a batch with 2 workers
 
 
@@ -38,7 +38,7 @@ class BankGrading:
 
     `at_once` banks are graded at the same time: a batch's last submissions leave its second worker
     idle, and many of the other tests wait on timeouts (a hung cell, an interrupted call) with a
-    core free; at nice 19 the banks take only what the other tests leave."""
+    core free; at nice 10 the banks take only what the other tests leave."""
 
     def __init__(self, banks, *, nice: int = 0, at_once: int = 1):
         self.banks = list(banks)
