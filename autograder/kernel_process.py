@@ -19,6 +19,7 @@ import logging
 import secrets
 import threading
 import time
+import uuid
 from pathlib import Path
 from queue import Empty
 
@@ -28,6 +29,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.session import Session
 from jupyter_core.utils import run_sync
 
+from autograder import zygote
 from autograder.kernel_side import dispatcher as kernel_side
 from autograder.sandbox import Limits, Sandbox
 
@@ -51,6 +53,7 @@ class _SandboxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command is the sandbox's, with an IPC connection file it owns."""
 
     sandbox: Sandbox | None = None
+    zygote = None           # autograder.zygote.Zygote: the kernel is forked from it (ZygoteProvisioner)
 
     def format_kernel_cmd(self, extra_arguments=None):
         return self.sandbox.kernel_command(Path(self.connection_file))
@@ -109,6 +112,10 @@ class KernelProcess:
         km = _SandboxKernelManager(transport="ipc", ip=str(self.run_dir / "k"),
                                    connection_file=str(self.run_dir / "kernel.json"), kernel_name="python3")
         km.sandbox = self.sandbox
+        km.zygote = zygote.for_limits(self.limits)
+        if km.zygote is not None:     # a provisioner set before the start is the one used (test_engine_apis)
+            km.kernel_id = str(uuid.uuid4())
+            km.provisioner = zygote.ZygoteProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
         log_fd = self.sandbox.create_file(self.run_dir / "kernel.log")   # handed to the kernel process
         t0 = time.monotonic()
         try:

@@ -432,17 +432,42 @@ class Sandbox:
             env[RUN_SIZE_ENV] = self.limits.run_size
         return env
 
-    def kernel_command(self, connection_file: Path) -> list[str]:
-        """argv that starts `python -m ipykernel_launcher -f connection_file` inside the sandbox."""
+    def _launcher(self, connection_file: Path) -> tuple[str, list[str]]:
+        """The kernel's launcher code and its arguments: `python -c LAUNCHER ARGS` starts it."""
         preload = "".join(f"try:\n    import {m}\nexcept ImportError:\n    pass\n" for m in self.limits.preload)
         launcher = f"{_NO_CWD}{preload}{_CAP_WRITES.format(limit=max(1, self.limits.output_bytes // 2))}{_LAUNCH}"
+        return launcher, ["-f", str(connection_file), "--HistoryManager.hist_file=:memory:", "--IPKernelApp.quiet=True"]
+
+    def kernel_command(self, connection_file: Path) -> list[str]:
+        """argv that starts `python -m ipykernel_launcher -f connection_file` inside the sandbox."""
+        launcher, args = self._launcher(connection_file)
         # -E -s: no PYTHON* variables, no user site-packages (.pth files in the student's home);
         # the working folder is left off sys.path until IPython adds it back after our imports.
-        return self.command([sys.executable, "-E", "-s", "-B", "-c", launcher, "-f", str(connection_file),
-                             "--HistoryManager.hist_file=:memory:", "--IPKernelApp.quiet=True"])
+        return self.command([sys.executable, "-E", "-s", "-B", "-c", launcher, *args])
+
+    def zygote_request(self, connection_file: Path, env: dict[str, str]) -> dict:
+        """What the zygote (sandbox_side/zygote.py) needs to start this sandbox's kernel by a fork:
+        the sandbox spec of `command`, how to drop privileges (the same as `_privilege_drop`), the
+        kernel's environment, and its launcher code and arguments."""
+        launcher, args = self._launcher(connection_file)
+        spec = self._spec([])
+        spec.update(mode=self.mode, drop=self.mode, uid=self.uid, env=dict(env), launcher=launcher, argv=args)
+        return spec
 
     def command(self, argv: list[str]) -> list[str]:
         """argv wrapped so that it runs inside the sandbox: namespaces, mounts, rlimits, uid."""
+        spec = self._spec(self._privilege_drop() + list(argv))
+        setup = [sys.executable, "-I", "-S", str(SETUP_PROGRAM), json.dumps(spec)]
+        # setpriv --pdeathsig: unshare dies with the grader, and takes the namespace with it
+        wrap = [shutil.which("setpriv"), "--pdeathsig", "KILL", "--", shutil.which("unshare")]
+        if self.mode == "root":
+            return [*wrap, *_NS_FLAGS, "--", *setup]
+        if self.mode == "userns":
+            return [*wrap, "--user", "--map-root-user", *_NS_FLAGS, "--", *setup]
+        return setup
+
+    def _spec(self, exec_argv: list[str]) -> dict:
+        """setup.py's SPEC: what the kernel's root shows, what is writable, the rlimits, what to exec."""
         lim = self.limits
         nproc = lim.nproc
         if self.mode != "root":         # RLIMIT_NPROC counts every process of the real uid
@@ -467,16 +492,9 @@ class Sandbox:
                 # limits memory (host memory; GPU memory is not counted).
                 **({} if lim.gpu else {"AS": (lim.memory_mb + lim.address_space_extra_mb) * mb}),
             },
-            "exec": self._privilege_drop() + list(argv),
+            "exec": exec_argv,
         }
-        setup = [sys.executable, "-I", "-S", str(SETUP_PROGRAM), json.dumps(spec)]
-        # setpriv --pdeathsig: unshare dies with the grader, and takes the namespace with it
-        wrap = [shutil.which("setpriv"), "--pdeathsig", "KILL", "--", shutil.which("unshare")]
-        if self.mode == "root":
-            return [*wrap, *_NS_FLAGS, "--", *setup]
-        if self.mode == "userns":
-            return [*wrap, "--user", "--map-root-user", *_NS_FLAGS, "--", *setup]
-        return setup
+        return spec
 
     def _privilege_drop(self) -> list[str]:
         setpriv = shutil.which("setpriv")

@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "toy"))
 import toy_kit  # noqa: E402
 
+from autograder import zygote  # noqa: E402
 from autograder.runner import _kernel_needs  # noqa: E402
 from autograder.sandbox import Limits, Sandbox, isolation_mode  # noqa: E402
 
@@ -49,6 +50,10 @@ PROBE = textwrap.dedent(f"""
     out["procs"] = len([p for p in os.listdir("/proc") if p.isdigit()])
     out["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
     out["as_gb"] = resource.getrlimit(resource.RLIMIT_AS)[0] / 2**30
+    status = dict(line.rstrip("\\n").split(":\t", 1) for line in open("/proc/self/status") if ":\t" in line)
+    out["caps"] = {{k: int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}}
+    out["no_new_privs"] = status["NoNewPrivs"]
+    out["fds"] = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
     open(os.path.join(os.environ["HOME"], "note"), "w").write("home is writable")
     open("/tmp/dlcourse-sandbox-probe", "w").write("private")
     subprocess.Popen(["sleep", "876.5"], start_new_session=True)
@@ -72,14 +77,27 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def _probe_in_sandbox() -> dict:
+def _probe_in_sandbox(forked: bool = False) -> dict:
+    """PROBE run in a sandbox: started by exec (sandbox.command), or forked from the kernel zygote
+    (autograder/zygote.py: the zygote builds the same sandbox and drops privileges itself)."""
     limits = Limits(memory_mb=1024)
     with Sandbox(limits, hide=[REPO], keep=_kernel_needs()) as sandbox:
         env = {**sandbox.kernel_env(), "HOME": str(sandbox.home)}
-        proc = subprocess.run(sandbox.command([sys.executable, "-c", PROBE]), env=env, cwd=sandbox.home,
-                              capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        if forked:
+            run_dir = sandbox.new_run_dir()
+            request = {**sandbox.zygote_request(run_dir / "kernel.json", env), "launcher": PROBE, "argv": []}
+            with sandbox.create_file(run_dir / "out") as out:
+                kernel = zygote.for_limits(limits).spawn(request, out.fileno(), 60)
+            code = kernel.wait(60)
+            kernel.close()
+            text = sandbox.read_file(run_dir / "out", 2**20, by_kernel=False).decode()
+            assert code == 0, text
+        else:
+            proc = subprocess.run(sandbox.command([sys.executable, "-c", PROBE]), env=env, cwd=sandbox.home,
+                                  capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, proc.stderr
+            text = proc.stdout
+        result = json.loads(text.strip().splitlines()[-1])
         result["mode"] = sandbox.mode
         result["note"] = (sandbox.home / "note").read_text()
     result["leftover"] = _processes_with("876.5")
@@ -97,24 +115,32 @@ def _check(result: dict) -> None:
     assert not any(k.startswith(("DLCOURSE_TEST_SECRET", "SSH_", "AWS_", "GITHUB")) for k in result["env"])
     assert result["leftover"] == []                                # setsid and double fork did not escape
     assert not Path("/tmp/dlcourse-sandbox-probe").exists()        # /tmp was private
+    assert result["caps"] == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)
+    assert result["no_new_privs"] == "1"
+    assert result["fds"] == [0, 1, 2, 3]        # stdio and the listing itself: nothing of the grader's
+
+
+FORKED = [pytest.param(False, id="exec"), pytest.param(True, id="zygote")]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="root mode needs root")
-def test_root_sandbox(monkeypatch):
+@pytest.mark.parametrize("forked", FORKED)
+def test_root_sandbox(monkeypatch, forked):
     monkeypatch.setenv("DLCOURSE_TEST_SECRET", "hunter2")
-    result = _probe_in_sandbox()
+    result = _probe_in_sandbox(forked)
     assert result["mode"] == "root"
     assert result["uid"] >= 61000 and result["nproc"] == Limits().nproc
     _check(result)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become nobody")
-def test_user_namespace_sandbox_as_an_ordinary_user(tmp_path):
+@pytest.mark.parametrize("forked", FORKED)
+def test_user_namespace_sandbox_as_an_ordinary_user(tmp_path, forked):
     script = textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import test_engine_sandbox as t
-        print("RESULT", json.dumps(t._probe_in_sandbox()))
+        print("RESULT", json.dumps(t._probe_in_sandbox({forked!r})))
     """)
     proc = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                            sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

@@ -21,6 +21,9 @@ KERNEL_OR_SANDBOX_SIDE = {
     # exec'd in the kernel as one source; IPython is the kernel itself (its user namespace)
     AUTOGRADER / "kernel_side" / "dispatcher.py": {"torch", "IPython"},
     AUTOGRADER / "sandbox_side" / "setup.py": set(),         # run as `python -I -S setup.py SPEC`
+    # the kernels' parent: imports only the modules its CONFIG names (by name, at run time: torch,
+    # IPython's kernel, matplotlib), never the autograder package, whose code its kernels would hold
+    AUTOGRADER / "sandbox_side" / "zygote.py": set(),
 }
 
 
@@ -56,8 +59,14 @@ def test_the_check_sees_a_forbidden_import(tmp_path):
 
 
 def test_the_sandbox_program_is_started_from_its_own_file():
-    from autograder import sandbox
+    from autograder import sandbox, zygote
     assert sandbox.SETUP_PROGRAM == AUTOGRADER / "sandbox_side" / "setup.py" and sandbox.SETUP_PROGRAM.is_file()
+    assert zygote.ZYGOTE_PROGRAM == AUTOGRADER / "sandbox_side" / "zygote.py" and zygote.ZYGOTE_PROGRAM.is_file()
+
+
+def test_every_sandbox_and_kernel_side_file_is_checked():
+    found = {*AUTOGRADER.glob("sandbox_side/*.py"), *AUTOGRADER.glob("kernel_side/*.py")}
+    assert {p for p in found if p.name != "__init__.py"} == set(KERNEL_OR_SANDBOX_SIDE)
 
 
 def test_suite_file_names_shadow_nothing():

@@ -53,14 +53,23 @@ MNT_DETACH = 2
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}
 
 
-def _setup_and_exec(spec: dict) -> None:
+class BecomeKernel(BaseException):
+    """Raised by a `become` hook (the zygote's, zygote.py) in the process that is to be the kernel: it
+    unwinds this file's frames back to the zygote's top level, which then runs the kernel in-process
+    instead of exec'ing it. Never caught here."""
+
+
+def _setup_and_exec(spec: dict, become=None) -> None:
+    """Build the root (spec["root"]), then become the kernel: `become(spec)` in the kernel's process
+    after the limits are set (default: exec spec["exec"])."""
+    become = become or _exec
     libc = ctypes.CDLL(None, use_errno=True)
     if spec["root"]:
         _mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
         _new_root(libc, spec)
     if not spec["reaper"]:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)           # PR_SET_PDEATHSIG: die with the grader
-        _exec_kernel(spec)
+        _exec_kernel(spec, become)
     # We are process 1 of the new PID namespace and stay (namespace) root: the kernel runs as our
     # child. When we exit, the kernel ends every process left in the namespace; we exit when the
     # kernel does, or when unshare dies with the grader (unshare --kill-child). Meanwhile we reap
@@ -70,7 +79,7 @@ def _setup_and_exec(spec: dict) -> None:
     if kernel == 0:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # an ignored SIGINT would survive exec
         os.environ["JPY_PARENT_PID"] = "1"    # its parent is this reaper: no ipykernel parent poller
-        _exec_kernel(spec)
+        _exec_kernel(spec, become)
     while True:
         try:
             pid, status = os.wait()
@@ -180,7 +189,12 @@ def _new_root(libc, spec: dict) -> None:
             os.close(fd)
 
 
-def _exec_kernel(spec: dict) -> None:
+def _exec(spec: dict) -> None:
+    argv = spec["exec"]
+    os.execv(argv[0], argv)
+
+
+def _exec_kernel(spec: dict, become) -> None:
     try:
         os.chdir(os.path.join(spec["dir"], "home"))
         for limit in (resource.RLIMIT_DATA, resource.RLIMIT_AS):   # the grader's own soft limits are not the kernel's
@@ -191,8 +205,9 @@ def _exec_kernel(spec: dict) -> None:
             soft, hard = resource.getrlimit(limit)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(limit, (value, value))
-        argv = spec["exec"]
-        os.execv(argv[0], argv)
+        become(spec)
+    except BecomeKernel:
+        raise
     except BaseException as e:  # noqa: B036 - in a forked child: report and leave, never return
         print(f"dlcourse sandbox: the kernel could not start: {e!r}", file=sys.stderr)
         os._exit(70)

@@ -1,0 +1,255 @@
+"""Kernels forked from one process that imported torch once (the grader's side of the zygote).
+
+A kernel started by exec imports torch, IPython and matplotlib again: about 3.5 s of CPU for every
+submission and every restart, a third of a small grading on 2 cores. The zygote
+(sandbox_side/zygote.py) imports them once; each kernel is a fork of it that builds its sandbox
+itself (namespaces, root, rlimits, privileges: the same spec as the exec path) and then runs the
+kernel in-process. Each kernel still serves one submission and is then gone: a fork starts from the
+zygote's clean, just-imported memory, never from another kernel's.
+
+`for_limits(limits)` gives the zygote of this grading process (started on first use, shared by every
+sandbox of the process and, in a batch, by the graders forked from the same server: forkgrader.py
+passes its control socket on), or None where kernels are started by exec: not Linux, a GPU kernel,
+a preload without torch, or $AUTOGRADER_NO_ZYGOTE=1 (to compare, or to rule the zygote out).
+`ZygoteProvisioner` is the jupyter_client provisioner (the public subclassing point of
+LocalProvisioner) that asks the zygote instead of running the kernel command.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from jupyter_client.provisioning import LocalProvisioner
+
+ZYGOTE_PROGRAM = Path(__file__).resolve().parent / "sandbox_side" / "zygote.py"
+log = logging.getLogger("autograder.kernel")
+_zygotes: dict[tuple, "Zygote"] = {}
+_lock = threading.Lock()
+
+
+def preload_for(limits) -> tuple[str, ...] | None:
+    """What the zygote imports for kernels with these limits: only modules the kernel imports at
+    start anyway (Limits.preload), and none whose import reads the kernel's own environment (the
+    course library reads HOME at import, so it is imported in the kernel; its heavy parts here)."""
+    if "torch" not in limits.preload:
+        return None
+    extra = ("torch.utils.flop_counter", "matplotlib.figure") if "dlcourse" in limits.preload else ()
+    return ("torch", *extra, "ipykernel.kernelapp")
+
+
+def for_limits(limits) -> "Zygote | None":
+    if (not sys.platform.startswith("linux") or limits.gpu or os.environ.get("AUTOGRADER_NO_ZYGOTE")
+            or not hasattr(os, "pidfd_open")):
+        return None
+    preload = preload_for(limits)
+    if preload is None:
+        return None
+    key = (sys.executable, limits.threads, preload)
+    with _lock:
+        zygote = _zygotes.get(key)
+        if zygote is None or zygote.broken:
+            try:
+                zygote = _zygotes[key] = Zygote(key)
+            except OSError as e:
+                log.warning("the kernel zygote could not be started (%s): kernels start by exec", e)
+                return None
+        return zygote
+
+
+def shared() -> list[tuple[tuple, socket.socket]]:
+    """(key, control socket) of this process's zygotes, for graders forked from it (forkgrader.py)."""
+    with _lock:
+        return [(key, z.control) for key, z in _zygotes.items() if not z.broken]
+
+
+def adopt(key, control: socket.socket) -> None:
+    """Use a zygote another process started (a forked grader: the server's)."""
+    with _lock:
+        _zygotes[tuple(key) if not isinstance(key, tuple) else key] = Zygote(key, control=control)
+
+
+def _zygote_env(home: str, threads: int) -> dict[str, str]:
+    """The zygote's environment: what the kernel's environment (Sandbox.kernel_env) has in common for
+    every submission, with a private home; each kernel gets its own environment after the fork."""
+    t = str(threads)
+    return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home,
+            "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{home}/matplotlib",
+            "XDG_CACHE_HOME": f"{home}/cache", "XDG_CONFIG_HOME": f"{home}/config", "DLCOURSE_OFFLINE": "1",
+            "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t,
+            "TQDM_DISABLE": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+class Zygote:
+    """The zygote process and its control socket (a SOCK_SEQPACKET pair: each request is one message)."""
+
+    def __init__(self, key: tuple, control: socket.socket | None = None):
+        self.key, self.broken = key, False
+        self.process = None
+        self._send_lock = threading.Lock()
+        if control is not None:
+            self.control = control
+            return
+        executable, threads, preload = key
+        home = tempfile.mkdtemp(prefix="dlcourse-zygote-")
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = {"preload": list(preload), "control_fd": theirs.fileno()}
+        try:
+            self.process = subprocess.Popen(
+                [executable, "-E", "-s", "-B", str(ZYGOTE_PROGRAM), json.dumps(config)],
+                pass_fds=[theirs.fileno()], env=_zygote_env(home, threads), cwd=home, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            theirs.close()
+        atexit.register(self.close, home)
+
+    def close(self, home: str | None = None) -> None:
+        """End-of-file on the control socket: the zygote kills its children and exits."""
+        try:
+            self.control.close()
+        except OSError:
+            pass
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        if home:
+            shutil.rmtree(home, ignore_errors=True)
+
+    def spawn(self, request: dict, log_fd: int, timeout: float) -> "ZygoteKernel":
+        """Fork a kernel for `request` (Sandbox.zygote_request) with its output going to log_fd."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            try:
+                with self._send_lock:
+                    socket.send_fds(self.control, [json.dumps(request).encode()], [theirs.fileno(), log_fd])
+            finally:
+                theirs.close()
+            mine.settimeout(timeout)
+            msg, fds, _, _ = socket.recv_fds(mine, 4096, 1)
+        except OSError as e:
+            mine.close()
+            self.broken = True
+            raise OSError(f"the kernel zygote did not answer: {e!r}") from None
+        if not msg or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            mine.close()
+            self.broken = True
+            raise OSError("the kernel zygote did not start the kernel")
+        mine.settimeout(None)
+        return ZygoteKernel(json.loads(msg)["pid"], fds[0], mine)
+
+
+class ZygoteKernel:
+    """A forked kernel's first process, with the parts of subprocess.Popen the provisioner uses.
+
+    It is not our child (the zygote is its parent), so it is watched and signalled through a pidfd,
+    which can never reach a later process with the same pid; its exit status comes from the zygote."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, pidfd: int, reply: socket.socket):
+        self.pid, self._pidfd, self._reply = pid, pidfd, reply
+        self.returncode: int | None = None
+        deadline = time.monotonic() + 5               # it calls setsid first thing: its group is then its pid
+        while time.monotonic() < deadline and self.poll() is None:
+            try:
+                if os.getpgid(pid) == pid:
+                    break
+            except OSError:
+                break
+            time.sleep(0.002)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._pidfd is not None:
+            if select.select([self._pidfd], [], [], 0)[0]:
+                self.returncode = self._exit_status()
+        return self.returncode
+
+    def _exit_status(self) -> int:
+        try:
+            self._reply.settimeout(2.0)
+            msg = self._reply.recv(4096)
+            return int(json.loads(msg)["exit"]) if msg else -signal.SIGKILL
+        except (OSError, ValueError, KeyError, TypeError):
+            return -signal.SIGKILL
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        """Let go of it: the zygote kills it if it still runs."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+            self._reply.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class ZygoteProvisioner(LocalProvisioner):
+    """LocalProvisioner whose kernel is forked by the zygote (its manager: kernel_process's
+    _SandboxKernelManager, which has `sandbox` and `zygote`). Signals go to the kernel's process
+    group as LocalProvisioner sends them; waiting, polling and killing go through the pidfd."""
+
+    async def launch_kernel(self, cmd: list[str], **kwargs):
+        km = self.parent
+        request = km.sandbox.zygote_request(Path(km.connection_file), kwargs["env"])
+        out = kwargs.get("stdout")
+        fd = out if isinstance(out, int) else out.fileno()
+        try:
+            self.process = km.zygote.spawn(request, fd, km.sandbox.limits.startup_timeout)
+        except OSError as e:                          # the exec path still works: use it
+            log.warning("%s; this kernel starts by exec", e)
+            return await super().launch_kernel(cmd, **kwargs)
+        self.pid = self.pgid = self.process.pid
+        self.cwd = kwargs.get("cwd")
+        return self.connection_info
+
+    async def wait(self):
+        process = self.process
+        try:
+            return await super().wait()
+        finally:
+            if process is not None and process.returncode is not None:
+                process.close()
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            self.process.close()
+        await super().cleanup(restart=restart)
