@@ -61,11 +61,15 @@ def _get_context():
 
 
 def _child(argv: list[str], env: dict, ready: socket.socket, stdin: socket.socket, stdout: socket.socket,
-           stderr: socket.socket) -> None:
-    """The forked grader: become `python -m autograder <argv>` with the given pipes and environment."""
+           stderr: socket.socket, zygotes=()) -> None:
+    """The forked grader: become `python -m autograder <argv>` with the given pipes and environment,
+    its kernels forked from the batch's kernel zygotes (zygote.py): (key, control socket) pairs."""
     code = 1
     try:
         os.setsid()                               # its own process group, as start_new_session=True
+        from autograder import zygote
+        for key, control in zygotes:
+            zygote.adopt(key, control)
         ready.sendall(b"1")                       # the batch may kill the group from now on
         ready.close()
         for fd, sock in ((0, stdin), (1, stdout), (2, stderr)):
@@ -150,8 +154,10 @@ class ForkedGrader:
     def __init__(self, argv: list[str], env: dict):
         ctx = _get_context()
         ready, *pairs = [socket.socketpair() for _ in range(4)]
+        from autograder import zygote
         self._process = ctx.Process(target=_child, args=(list(argv), dict(env), ready[1],
-                                                         *(child for _, child in pairs)), name="autograder-grader")
+                                                         *(child for _, child in pairs), zygote.shared()),
+                                    name="autograder-grader")
         self._process.start()
         for _, child in [ready, *pairs]:
             child.close()

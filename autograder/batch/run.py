@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from autograder import zygote
 from autograder.batch.exports import Exports
 from autograder.batch.grader_process import Children, grader_env, pooled_command
 from autograder.batch.grading import SubmissionGrader
@@ -82,6 +83,9 @@ class Batch:
                    disable=not self.progress, dynamic_ncols=True)
         restore = self.install_signal_handlers()
         pool = ThreadPoolExecutor(max_workers=self.workers)
+        # The kernels' zygote (zygote.py) is started here, so that every grader forked from now on
+        # forks its kernel from this one instead of importing torch in a zygote of its own.
+        zygote.for_limits(self.settings.limits)
         # As many graders starting ahead as run at once: while one submission is graded, the next
         # one's grader and sandboxed kernel start (each serves one submission only, see pool.py).
         self.grader.pool = GraderPool(pooled_command(self.name, root=self.root, settings=self.settings,
