@@ -5,6 +5,15 @@ directory, the command that starts an IPython kernel inside it, resource limits,
 everything the submission started. Which protections hold depends on who runs the grader; the
 mode is detected once (`isolation_mode()`) and recorded in the grading log.
 
+How a kernel starts, in either case from the same SPEC (`_spec`) and with the same result:
+  * forked from the kernel zygote (autograder/zygote.py, sandbox_side/zygote.py), a process that
+    imported torch, IPython's kernel and matplotlib once: the fork sets up the namespaces itself,
+    runs setup.py's root and reaper, drops privileges as setpriv would and checks them in
+    /proc/self/status before any kernel code runs (`zygote_request`); or
+  * by exec: setpriv, unshare, `python -I -S setup.py SPEC`, setpriv again, a new interpreter
+    (`kernel_command`): for GPU kernels, a preload without torch, a zygote that failed, and
+    AUTOGRADER_NO_ZYGOTE=1. tests/test_engine_sandbox.py probes both.
+
 As root (mode "root", the CI machine and a grading server):
   * The kernel runs as its own unprivileged uid (61000 + a slot; a lock file per uid keeps parallel
     graders apart), with no supplementary groups, no capabilities and `no_new_privs`.

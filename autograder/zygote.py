@@ -181,7 +181,7 @@ class ZygoteKernel:
 
     def _exit_status(self) -> int:
         try:
-            self._reply.settimeout(2.0)
+            self._reply.settimeout(1.0)               # the zygote reaps it at once
             msg = self._reply.recv(4096)
             return int(json.loads(msg)["exit"]) if msg else -signal.SIGKILL
         except (OSError, ValueError, KeyError, TypeError):

@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from jupyter_client import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
 from jupyter_client.session import Session
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionComplete, CellTimeoutError, DeadKernelError
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 KERNEL_PY = Path(kernel_module.__file__)
 # The session's parts, which talk to jupyter_client and nbclient (see kernel.py's docstring).
 KERNEL_FILES = [KERNEL_PY, *(KERNEL_PY.with_name(n) for n in ("kernel_process.py", "notebook_cells.py",
-                                                              "kernel_calls.py"))]
+                                                              "kernel_calls.py", "zygote.py"))]
 
 
 class RecordingManager(AsyncKernelManager):
@@ -90,6 +91,48 @@ def test_the_kernel_command_and_connection_file_hooks(tmp_path):
                 other.stop_channels()
         finally:
             await stop(km, kc)
+    asyncio.run(go())
+
+
+class RecordingProvisioner(LocalProvisioner):
+    """What ZygoteProvisioner (autograder/zygote.py) overrides: launch_kernel, which sets `process`."""
+
+    async def launch_kernel(self, cmd, **kwargs):
+        self.parent.events.append(("launch", sorted(k for k in ("env", "cwd", "stdout") if k in kwargs)))
+        return await super().launch_kernel(cmd, **kwargs)
+
+
+def test_a_provisioner_set_before_the_start_is_used(tmp_path):
+    """A provisioner assigned to km.provisioner before start_kernel() is the one that launches the
+    kernel (the factory's is made only when there is none), its launch_kernel() gets the Popen
+    keyword arguments (env, cwd, stdout: the zygote passes the log on), and interrupt_kernel() sends
+    SIGINT to the group of provisioner.pgid (the forked kernel's group) through send_signal()."""
+    async def go():
+        km = RecordingManager(transport="ipc", ip=str(tmp_path / "k"), connection_file=str(tmp_path / "kernel.json"))
+        km.events = []
+        km.kernel_id = "pinned"
+        km.provisioner = RecordingProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+        log = open(tmp_path / "log", "wb")
+        await km.start_kernel(cwd=str(tmp_path), env={**os.environ, "JUPYTER_PLATFORM_DIRS": "1"}, stdout=log,
+                              stderr=log)
+        kc = km.client(session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
+        kc.start_channels(stdin=False, control=False)
+        try:
+            await kc.wait_for_ready(timeout=60)
+            assert isinstance(km.provisioner, RecordingProvisioner)
+            assert ("launch", ["cwd", "env", "stdout"]) in km.events
+            assert km.provisioner.pgid == os.getpgid(km.provisioner.pid)
+            kc.execute("import time; time.sleep(30)")
+            await asyncio.sleep(1)
+            await km.interrupt_kernel()
+            while True:
+                msg = await reply(kc)
+                if msg["content"].get("status") == "error":
+                    assert msg["content"]["ename"] == "KeyboardInterrupt"
+                    break
+        finally:
+            await stop(km, kc)
+            log.close()
     asyncio.run(go())
 
 
@@ -159,7 +202,7 @@ def test_cell_execution_timeouts_and_dead_kernels(tmp_path):
 def test_kernel_py_uses_no_private_api_of_jupyter_client_or_nbclient(path):
     """No overridden _method of their classes, no `._name` read or set on their objects."""
     tree = ast.parse(path.read_text())
-    theirs = {"AsyncKernelManager", "NotebookClient"}
+    theirs = {"AsyncKernelManager", "NotebookClient", "LocalProvisioner"}
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and {getattr(b, "id", None) for b in node.bases} & theirs:
             private = [f.name for f in node.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
