@@ -94,7 +94,11 @@ def serve(control_fd: int) -> None:
     signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     while True:
-        ready, _, _ = select.select([control, wake_r, *filter(None, children.values())], [], [], 5.0)
+        watched = {s.fileno(): s for s in (control, wake_r, *filter(None, children.values()))}
+        poller = select.poll()                         # not select(): no limit on descriptor numbers
+        for fd in watched:
+            poller.register(fd, select.POLLIN)
+        ready = [watched[fd] for fd, _ in poller.poll(5000)]
         _reap(children)
         for sock in ready:
             if sock is wake_r:
