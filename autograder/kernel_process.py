@@ -195,7 +195,7 @@ class KernelProcess:
 
         def watch():    # also lets mode "none" remember the kernel's children (sandbox.processes)
             while not stop.wait(0.5):
-                if self.sandbox.memory_bytes() > limit:
+                if self.sandbox.exceeds_memory(limit):
                     with self._kill_lock:
                         if not stop.is_set():       # still the kernel this watchdog was started for
                             self._memory_exceeded = True
@@ -208,7 +208,7 @@ class KernelProcess:
     def left_too_much_memory(self) -> bool:
         """Checked after every cell, so that a cell which keeps more than memory_mb alive is the one
         blamed (and left out of replays), not whichever cell or call runs when the watchdog wakes."""
-        if self.sandbox.memory_bytes() <= self.limits.memory_mb * 2**20:
+        if not self.sandbox.exceeds_memory(self.limits.memory_mb * 2**20):
             return False
         with self._kill_lock:
             self._watch_stop.set()

@@ -510,3 +510,40 @@ def test_a_hung_function_costs_one_timeout_and_the_suite_has_a_total_bound():
         assert len(sent) == 2
     finally:
         session.process._zmq.destroy(linger=0)
+
+
+def test_the_memory_check_reads_page_tables_only_above_the_resident_size(monkeypatch):
+    """Sandbox.exceeds_memory answers as memory_bytes() > limit (PSS: shared pages counted once) but
+    reads PSS only when the resident sizes add up to more than the limit. Oracle: the PSS the kernel
+    reports, for a parent and a forked child that share 200 MB, so that their summed RSS is far above
+    their PSS."""
+    import os
+    import signal
+    import subprocess
+
+    from autograder import sandbox as sandbox_module
+    script = ("import os, sys, time\nb = bytearray(200 * 2**20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+              "pid = os.fork()\nprint(os.getpid() if pid else 0, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pids = [proc.pid]
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(2)]
+        pids += [int(x) for x in lines if x and x != "0"]
+        assert len(pids) == 2
+        box = sandbox_module.Sandbox(sandbox_module.Limits(isolation="none"))
+        monkeypatch.setattr(box, "processes", lambda: pids)
+        rss = sum(map(sandbox_module._resident_bytes, pids))
+        pss = box.memory_bytes()
+        assert pss < rss - 150 * 2**20                       # the shared 200 MB count once in PSS
+        read = []
+        monkeypatch.setattr(box, "memory_bytes", lambda p=None: read.append(1) or pss)
+        assert box.exceeds_memory(rss + 2**20) is False and read == []    # resident sizes suffice
+        assert box.exceeds_memory((pss + rss) // 2) is False and read == [1]
+        assert box.exceeds_memory(pss - 2**20) is True
+    finally:
+        for pid in pids[::-1]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
