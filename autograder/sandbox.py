@@ -256,6 +256,25 @@ def _pid_ns(pid: int) -> str | None:
         return None
 
 
+def kernel_base_env(home: str, threads: int, *, gpu: bool = False) -> dict[str, str]:
+    """What every kernel's environment holds, in a sandbox or in the zygote it is forked from
+    (zygote.py): the interpreter's PATH, a UTF-8 locale, a headless matplotlib, caches and
+    configuration under `home`, no network downloads (DLCOURSE_OFFLINE), `threads` BLAS/OpenMP
+    threads, two malloc arenas (less memory per thread), no progress bars, and no GPU unless `gpu`.
+    One function, so that the zygote imports torch under the same settings as the kernels run with."""
+    t = str(threads)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home,
+        "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{home}/.config/matplotlib",
+        "XDG_CACHE_HOME": f"{home}/.cache", "XDG_CONFIG_HOME": f"{home}/.config",
+        "DLCOURSE_OFFLINE": "1", "MALLOC_ARENA_MAX": "2",
+        "OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t, "TQDM_DISABLE": "1",
+    }
+    if not gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
 class Sandbox:
     """One submission's private directory, kernel command and process killer.
 
@@ -420,23 +439,14 @@ class Sandbox:
         run directory, which is new at every kernel start: startup scripts or config files that
         student code writes there cannot run at the next start (and the interpreter runs with -E -s:
         no user site-packages or .pth files either)."""
-        home = str(self.home)
         conf = str(run_dir or self.dir / "conf")
-        threads = str(self.limits.threads)
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": home, "TMPDIR": "/tmp" if self.mode != "none" else str(self.dir / "tmp"), "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{home}/.config/matplotlib",
-            "TORCH_HOME": f"{home}/.cache/torch", "XDG_CACHE_HOME": f"{home}/.cache",
-            "XDG_CONFIG_HOME": f"{home}/.config", "IPYTHONDIR": f"{conf}/ipython",
+        env = kernel_base_env(str(self.home), self.limits.threads, gpu=self.limits.gpu)
+        env.update({
+            "TMPDIR": "/tmp" if self.mode != "none" else str(self.dir / "tmp"),
+            "TORCH_HOME": f"{self.home}/.cache/torch", "IPYTHONDIR": f"{conf}/ipython",
             "JUPYTER_CONFIG_DIR": f"{conf}/jupyter", "JUPYTER_DATA_DIR": f"{conf}/jupyter-data",
             "JUPYTER_RUNTIME_DIR": f"{conf}/jupyter-runtime", "JUPYTER_PLATFORM_DIRS": "1",
-            "DLCOURSE_OFFLINE": "1", "MALLOC_ARENA_MAX": "2",
-            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-            "TQDM_DISABLE": "1",
-        }
-        if not self.limits.gpu:
-            env["CUDA_VISIBLE_DEVICES"] = ""
+        })
         if self.limits.run_size is not None:
             env[RUN_SIZE_ENV] = self.limits.run_size
         return env

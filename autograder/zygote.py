@@ -33,6 +33,8 @@ from pathlib import Path
 
 from jupyter_client.provisioning import LocalProvisioner
 
+from autograder.sandbox import kernel_base_env
+
 ZYGOTE_PROGRAM = Path(__file__).resolve().parent / "sandbox_side" / "zygote.py"
 log = logging.getLogger("autograder.kernel")
 _zygotes: dict[tuple, "Zygote"] = {}
@@ -75,20 +77,9 @@ def shared() -> list[tuple[tuple, socket.socket]]:
 
 
 def adopt(key, control: socket.socket) -> None:
-    """Use a zygote another process started (a forked grader: the server's)."""
+    """Use a zygote another process started (a forked grader: the server's; `key` as shared() gave it)."""
     with _lock:
-        _zygotes[tuple(key) if not isinstance(key, tuple) else key] = Zygote(key, control=control)
-
-
-def _zygote_env(home: str, threads: int) -> dict[str, str]:
-    """The zygote's environment: what the kernel's environment (Sandbox.kernel_env) has in common for
-    every submission, with a private home; each kernel gets its own environment after the fork."""
-    t = str(threads)
-    return {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home,
-            "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{home}/matplotlib",
-            "XDG_CACHE_HOME": f"{home}/cache", "XDG_CONFIG_HOME": f"{home}/config", "DLCOURSE_OFFLINE": "1",
-            "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": t, "MKL_NUM_THREADS": t, "OPENBLAS_NUM_THREADS": t,
-            "TQDM_DISABLE": "1", "CUDA_VISIBLE_DEVICES": ""}
+        _zygotes[key] = Zygote(key, control=control)
 
 
 class Zygote:
@@ -108,7 +99,7 @@ class Zygote:
         try:
             self.process = subprocess.Popen(
                 [executable, "-E", "-s", "-B", str(ZYGOTE_PROGRAM), json.dumps(config)],
-                pass_fds=[theirs.fileno()], env=_zygote_env(home, threads), cwd=home, stdin=subprocess.DEVNULL,
+                pass_fds=[theirs.fileno()], env=kernel_base_env(home, threads), cwd=home, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         finally:
             theirs.close()
