@@ -324,20 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _skip_slow_optional_imports() -> None:
-    """Keep jsonschema from importing rfc3987_syntax, which builds a parser at import (~1-2 s).
-
-    nbformat validates notebooks with jsonschema; jsonschema imports rfc3987_syntax only to check
-    the "iri" string formats, which the notebook schema never uses. Every grading process pays
-    that import, so it is blocked here (an import of a module set to None raises ImportError,
-    which jsonschema expects when the package is absent).
-    """
-    if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _skip_slow_optional_imports()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

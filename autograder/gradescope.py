@@ -258,8 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="inside Gradescope: grade the submission, write results/results.json")
     r.add_argument("--root", default=os.environ.get("AUTOGRADER_ROOT", "/autograder"))
     args = p.parse_args(argv)
-    from autograder.cli import _skip_slow_optional_imports
-    _skip_slow_optional_imports()
     return run(args.root)
 
 

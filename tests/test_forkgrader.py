@@ -82,3 +82,27 @@ def test_leads_its_own_process_group_and_the_batch_kills_it_whole(tmp_path):
         time.sleep(0.2)
     else:
         pytest.fail("processes of the killed grader's group are still running")
+
+
+def test_preload_leaves_out_jsonschemas_slow_optional_import_and_notebooks_still_validate():
+    """The server imports PRELOAD in order; "autograder" first keeps jsonschema from importing
+    rfc3987_syntax (a parser built at import, ~1.2 s per process: autograder/__init__.py). The
+    oracle for "validation still works": nbformat rejects a notebook that breaks its schema."""
+    code = """
+import sys
+PRELOAD = {preload!r}
+for name in PRELOAD:
+    __import__(name)
+import nbformat
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+nbformat.validate(nb)
+nb.cells[0]["execution_count"] = "not a number"
+try:
+    nbformat.validate(nb)
+    print("accepted a broken notebook")
+except nbformat.ValidationError:
+    print("rejected", "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is not None)
+"""
+    code = code.replace("{preload!r}", repr(forkgrader.PRELOAD))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.stdout.strip() == "rejected False", out.stderr[-2000:]
