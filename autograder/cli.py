@@ -15,6 +15,7 @@ stderr saying why.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -66,6 +67,26 @@ def cmd_grade(args) -> int:
     if path.is_dir():
         return _grade_directory(args, path)
     return _grade_one(args, path)
+
+
+def cmd_tests(args) -> int:
+    """What the hidden suite checks and for how many points, collected without grading anything."""
+    assignment = _assignment(args.assignment, args.root)
+    from autograder.batch.suite import collect_tests
+    from autograder.kernel import GraderError
+    try:
+        tests = collect_tests(assignment)
+    except GraderError as e:
+        print(f"autograder: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(tests))
+        return 0
+    for t in tests:
+        print(f"{t['max_points']:5g}  {t['name']}" + (f"  ({t['cell']})" if t.get("cell") else "")
+              + (f"\n       {t['description']}" if t.get("description") else ""))
+    print(f"{sum(t['max_points'] for t in tests):5g}  total, {len(tests)} tests")
+    return 0
 
 
 def _settings(args):
@@ -290,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(exporters.names())})")
     add_settings_arguments(g)
     g.set_defaults(func=cmd_grade)
+
+    t = sub.add_parser("tests", help="list the hidden suite's tests and their points (collected, not run)")
+    t.add_argument("assignment", help="assignment name, e.g. 01_convolution")
+    t.add_argument("--json", action="store_true", help="print them as a JSON list (name, cell, max_points, description)")
+    t.add_argument("--root", metavar="DIR", help="where the assignment lives (default: this repository)")
+    t.set_defaults(func=cmd_tests)
 
     r = sub.add_parser("release", help="generate course/<a>/ from solutions/<a>/ with nbgrader")
     r.add_argument("assignments", nargs="*", help="default: every assignment in solutions/")

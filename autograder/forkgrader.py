@@ -50,6 +50,7 @@ PRELOAD = ["autograder", "torch", "pytest", "nbformat", "nbclient", "jupyter_cli
 READY_TIMEOUT = 120.0          # seconds for a fork to report back (only a machine in trouble takes long)
 _context = None
 _context_lock = threading.Lock()
+_started = False
 
 
 def available() -> bool:
@@ -222,13 +223,21 @@ class ForkedGrader:
 
 def prestart() -> None:
     """Start the server now without waiting for it: it imports PRELOAD in a process of its own
-    while the caller goes on (the batch collects its suite meanwhile), and the first spawn() waits
-    only for what is left of those imports."""
+    while the caller goes on, and the first spawn() waits only for what is left of those imports."""
+    global _started
     from multiprocessing import forkserver
     _get_context()
     forkserver.ensure_running()
+    _started = True
+
+
+def started() -> bool:
+    """Whether this process started the server (prestart or spawn): forking from it is then cheap."""
+    return _started
 
 
 def spawn(argv: list[str], env: dict) -> ForkedGrader:
     """`python -m autograder <argv>` forked from the pre-imported server (see the module docstring)."""
+    global _started
+    _started = True
     return ForkedGrader(argv, env)

@@ -97,11 +97,24 @@ def start_grader(command: list[str], env: dict):
 
     $AUTOGRADER_NO_FORKSERVER=1 forces plain subprocesses (to compare, or to rule the server out)."""
     from autograder import forkgrader
-    ours = [sys.executable, "-m", "autograder"]
-    if command[:3] == ours and forkgrader.available() and not os.environ.get("AUTOGRADER_NO_FORKSERVER"):
+    if _forked(command):
         return forkgrader.spawn(command[3:], env)
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True)
+
+
+def _forked(command: list[str]) -> bool:
+    """Whether start_grader forks `command` from the pre-imported server."""
+    from autograder import forkgrader
+    return (command[:3] == [sys.executable, "-m", "autograder"] and forkgrader.available()
+            and not os.environ.get("AUTOGRADER_NO_FORKSERVER"))
+
+
+def prestart(command: list[str]) -> None:
+    """Begin what start_grader(command, ...) will need (the fork server's imports) without waiting."""
+    if _forked(command):
+        from autograder import forkgrader
+        forkgrader.prestart()
 
 
 def job_line(notebook: Path, executed: Path | None) -> str:

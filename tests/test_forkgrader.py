@@ -7,7 +7,9 @@ benchmark, not a timed test).
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def plain(argv, input=None):
-    return subprocess.run([sys.executable, "-m", "autograder", *argv], input=input, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "autograder", *map(str, argv)], input=input, capture_output=True,
                           text=True, cwd=REPO, timeout=300)
 
 
@@ -106,3 +108,37 @@ except nbformat.ValidationError:
     code = code.replace("{preload!r}", repr(forkgrader.PRELOAD))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.stdout.strip() == "rejected False", out.stderr[-2000:]
+
+
+def test_a_batch_collects_the_suite_in_a_process_forked_from_the_server(monkeypatch):
+    """Once the fork server runs (a batch with submissions to grade starts it), suite_tests collects
+    in a forked `autograder tests --json` (batch/suite.py); the oracle is the collection in this
+    process, which must not run."""
+    from autograder.assignments import find_assignment
+    from autograder.batch import suite
+    assignment = find_assignment("01_convolution")
+    expected = suite.collect_tests(assignment)
+    forkgrader.prestart()
+    assert forkgrader.started()
+    monkeypatch.setattr(suite, "collect_tests", lambda a: pytest.fail("collected here, not in a forked process"))
+    assert suite.suite_tests(assignment) == expected and len(expected) > 10
+
+
+def test_tests_command_lists_what_the_suite_checks(tmp_path):
+    """`autograder tests A` prints each test with its points and the total; --json is the list the
+    batch reads. Oracle: the collection in this process. A suite that cannot be collected: exit 1
+    and pytest's reason, not an empty list."""
+    from autograder.assignments import find_assignment
+    from autograder.batch.suite import collect_tests
+    expected = collect_tests(find_assignment("02_dropout"))
+    as_json = plain(["tests", "02_dropout", "--json"])
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == expected
+    table = plain(["tests", "02_dropout"]).stdout.strip().splitlines()
+    assert table[-1].split() == [f"{sum(t['max_points'] for t in expected):g}", "total,", str(len(expected)), "tests"]
+    assert all(any(line.split()[1:2] == [t["name"]] for line in table) for t in expected)
+    shutil.copytree(REPO / "autograder" / "suites" / "02_dropout", tmp_path / "autograder" / "suites" / "02_dropout")
+    for folder in ("course", "solutions"):
+        shutil.copytree(REPO / folder / "02_dropout", tmp_path / folder / "02_dropout")
+    (tmp_path / "autograder" / "suites" / "02_dropout" / "test_broken.py").write_text("import no_such_module_here\n")
+    broken = plain(["tests", "02_dropout", "--root", tmp_path])
+    assert broken.returncode == 1 and "no_such_module_here" in broken.stderr

@@ -26,7 +26,7 @@ from autograder.batch.report import BatchReport, FaultLog, readable_suites_warni
 from autograder.batch.store import ResultStore
 from autograder.batch.submissions import find_submissions
 from autograder.exporters import Entry
-from autograder.pool import GraderPool
+from autograder.pool import GraderPool, prestart
 from autograder.settings import Settings
 
 
@@ -69,6 +69,15 @@ class Batch:
         start = time.perf_counter()
         subs = find_submissions(self.directory, self.name, self.release_path.name)
         self.out.mkdir(parents=True, exist_ok=True)
+        command = pooled_command(self.name, root=self.root, settings=self.settings, hide=(self.directory, self.out))
+        to_grade = self.grader.to_grade(subs)
+        if to_grade:
+            # The kernels' zygote (zygote.py) and the graders' fork server (forkgrader.py) each
+            # import torch in a process of their own; started first, their imports overlap the
+            # suite's collection below instead of following it. Every grader forked from now on
+            # forks its kernel from this zygote instead of importing torch in one of its own.
+            zygote.for_limits(self.settings.limits)
+            prestart(command)
         self.grader.template                            # noqa: B018 - collect the suite now, once
         report = BatchReport({}, [], [], [], [], [], self.out, 0.0)
         warning = readable_suites_warning(self.settings)
@@ -83,17 +92,12 @@ class Batch:
                    disable=not self.progress, dynamic_ncols=True)
         restore = self.install_signal_handlers()
         pool = ThreadPoolExecutor(max_workers=self.workers)
-        # The kernels' zygote (zygote.py) is started here, so that every grader forked from now on
-        # forks its kernel from this one instead of importing torch in a zygote of its own.
-        zygote.for_limits(self.settings.limits)
         # As many graders starting ahead as run at once: while one submission is graded, the next
         # one's grader and sandboxed kernel start (each serves one submission only, see pool.py).
-        self.grader.pool = GraderPool(pooled_command(self.name, root=self.root, settings=self.settings,
-                                                     hide=(self.directory, self.out)),
-                                      env=grader_env(), spare=self.workers, on_start=self.children.add,
+        self.grader.pool = GraderPool(command, env=grader_env(), spare=self.workers, on_start=self.children.add,
                                       on_end=self.children.discard)
         try:
-            self.grader.pool.expect(self.grader.to_grade(subs))
+            self.grader.pool.expect(to_grade)
             futures = {pool.submit(self.grader.grade_one_safely, s): s for s in subs}
             for fut in as_completed(futures):
                 sub = futures[fut]
