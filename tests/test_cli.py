@@ -209,7 +209,7 @@ def test_grader_that_cannot_run_says_why_in_one_line(args, says):
 def test_help_names_every_command():
     proc = autograder("--help", timeout=60)
     assert proc.returncode == 0
-    for command in ("grade", "release", "bundle", "demo", "bench"):
+    for command in ("grade", "tests", "release", "bundle", "demo", "bench", "gradescope"):
         assert command in proc.stdout
 
 
