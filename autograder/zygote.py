@@ -62,6 +62,8 @@ def for_limits(limits) -> "Zygote | None":
     with _lock:
         zygote = _zygotes.get(key)
         if zygote is None or zygote.broken:
+            if zygote is not None:
+                zygote.discard()                    # a zygote that stopped answering is not waited for
             try:
                 zygote = _zygotes[key] = Zygote(key)
             except OSError as e:
@@ -87,13 +89,13 @@ class Zygote:
 
     def __init__(self, key: tuple, control: socket.socket | None = None):
         self.key, self.broken = key, False
-        self.process = None
+        self.process, self.home = None, None
         self._send_lock = threading.Lock()
         if control is not None:
             self.control = control
             return
         executable, threads, preload = key
-        home = tempfile.mkdtemp(prefix="dlcourse-zygote-")
+        home = self.home = tempfile.mkdtemp(prefix="dlcourse-zygote-")
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = {"preload": list(preload), "control_fd": theirs.fileno()}
         try:
@@ -103,21 +105,27 @@ class Zygote:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         finally:
             theirs.close()
-        atexit.register(self.close, home)
+        atexit.register(self.close)
 
-    def close(self, home: str | None = None) -> None:
-        """End-of-file on the control socket: the zygote kills its children and exits."""
+    def close(self, wait: float = 10.0) -> None:
+        """End-of-file on the control socket: the zygote kills its children and exits (killed after
+        `wait` seconds if it has not). Its private home goes too."""
         try:
             self.control.close()
         except OSError:
             pass
         if self.process is not None:
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        if home:
-            shutil.rmtree(home, ignore_errors=True)
+                self.process.wait()
+        if self.home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Close a broken zygote (one that did not answer) without waiting for it to exit."""
+        self.close(wait=0.0)
 
     def spawn(self, request: dict, log_fd: int, timeout: float) -> "ZygoteKernel":
         """Fork a kernel for `request` (Sandbox.zygote_request) with its output going to log_fd."""

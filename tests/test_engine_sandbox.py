@@ -433,3 +433,17 @@ def test_the_kernels_writable_space_is_bounded_in_bytes_and_files():
     assert result["/tmp"][1] == "ENOSPC" and result["/tmp"][0] <= 8, result
     assert result["/dev/shm"][1] == "ENOSPC", result
     assert result["files"][1] == "ENOSPC" and result["files"][0] < 300, result
+
+
+@pytest.mark.skipif(zygote.for_limits(Limits()) is None, reason="no kernel zygote here (not Linux, or switched off)")
+def test_a_broken_zygote_is_replaced_and_its_process_ended():
+    """A zygote that stopped answering (spawn marks it broken) is replaced at the next kernel start,
+    and its process is killed with its private home removed, not left running beside the new one.
+    Oracle: the operating system's view of the old process (waitpid) and of its home folder."""
+    old = zygote.for_limits(Limits())
+    old.broken = True
+    new = zygote.for_limits(Limits())
+    assert new is not old and not new.broken and new.process.poll() is None
+    assert old.process.returncode is not None                  # reaped: it exited or was killed
+    assert old.home and not Path(old.home).exists()
+    assert zygote.for_limits(Limits()) is new                  # the new one serves from now on
