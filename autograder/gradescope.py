@@ -215,7 +215,6 @@ def run(root: str | Path) -> int:
     from autograder.batch import suite_tests
     from autograder.exporters.gradescope import results_json
     from autograder.result import GradeResult
-    from autograder.runner import grade_submission
     from autograder.settings import Settings
 
     t0 = time.monotonic()
@@ -223,6 +222,11 @@ def run(root: str | Path) -> int:
     source = root / "source"
     config = json.loads((source / CONFIG).read_text(encoding="utf-8"))
     settings = Settings().replace(config.get("settings", {}))
+    # The kernels' zygote first: it imports torch for the kernel on another core while this process
+    # imports the grader (torch, pytest) on the next line.
+    from autograder import zygote
+    zygote.for_limits(settings.limits)
+    from autograder.runner import grade_submission
     assignment = find_assignment(config["assignment"], root=source)
     results = root / "results"
     results.mkdir(parents=True, exist_ok=True)
