@@ -205,12 +205,30 @@ def _run_suite(suite_dir: Path, plugin: GradingPlugin, collect_only: bool = Fals
     if collect_only:
         args.append("--collect-only")
     output = io.StringIO()
-    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output), _one_torch_thread():
         code = pytest.main(args, plugins=[plugin])
     if plugin.collect_errors or code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
                                          pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.NO_TESTS_COLLECTED):
         raise GraderError(f"the hidden suite in {suite_dir} could not run (pytest exit code {int(code)}):\n"
                           + "\n".join(plugin.collect_errors)[-4000:] + output.getvalue()[-4000:])
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch on one thread in the grader's process while the suite runs, as it was before after.
+
+    The suite's own computations (oracles on small tensors) gain nothing from more threads, and
+    OpenMP's worker threads spin while they wait for the next parallel region: with 2 graders on 2
+    cores that spinning took the CPU the other grading needed (8 submissions of 01_convolution,
+    --workers 2: the graders' processes used 7.3-8.9 s of user CPU with torch's default of 2 threads
+    and 5.3 s with one; the kernels are unaffected, they run on Limits.threads)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _kernel_needs() -> list[Path]:

@@ -330,6 +330,29 @@ def test_plugin_records_the_named_mistake(tmp_path):
     assert "mistake" not in records["test_unnamed"]
 
 
+def test_the_suite_runs_torch_on_one_thread_and_the_caller_keeps_its_own(tmp_path):
+    # Two graders on two cores: OpenMP threads spinning in one grader take the other's CPU.
+    import torch
+    (tmp_path / "test_t.py").write_text(textwrap.dedent('''
+        import torch
+        from autograder.testing import check, points
+
+        @points(1, cell="test_a")
+        def test_threads(student):
+            check(torch.get_num_threads() == 1, f"{torch.get_num_threads()} threads")
+    '''))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        plugin = GradingPlugin(FakeSession())
+        _run_suite(tmp_path, plugin)
+        (record,) = plugin.records.values()
+        assert record.passed, record.message
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_plugin_collects_without_running_for_broken_submissions(tmp_path):
     (tmp_path / "test_s.py").write_text(textwrap.dedent(SUITE))
     plugin = GradingPlugin(None, not_graded="the submitted file is empty")
