@@ -49,6 +49,7 @@ def nbgrader_config(repo: str | Path = REPO, into: str | Path | None = None):
 
     `into` gets its own gradebook.db, so a test's release never touches the repository's.
     """
+    import nbgrader.converters  # noqa: F401 - the file configures nbgrader's converters only once it is loaded
     from traitlets.config.loader import PyFileConfigLoader
     config = PyFileConfigLoader("nbgrader_config.py", path=str(Path(repo).resolve())).load_config()
     if into is not None:

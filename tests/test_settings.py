@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,18 @@ def test_one_cell_timeout_for_nbgrader_and_the_grader():
     """nbgrader's Execute.timeout is the grader's per-cell timeout, not a second number."""
     config = nbgrader_view(REPO / "nbgrader_config.py")
     assert config.Execute.timeout == Settings.load(root=REPO).limits.cell_timeout == Limits().cell_timeout
+
+
+def test_reading_the_settings_does_not_import_nbgrader_but_nbgrader_gets_its_preprocessors():
+    """The grader reads c.Autograder before it starts its kernels; importing nbgrader for the
+    config's preprocessor list cost 0.55 s of that start. nbgrader, loaded, still gets the list."""
+    code = ("import sys; from autograder.settings import Settings; Settings.load(); "
+            "print('nbgrader' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    import nbgrader.converters  # noqa: F401 - as in any process that runs nbgrader
+    from autograder.colab import ColabCells
+    assert nbgrader_view(REPO / "nbgrader_config.py").GenerateAssignment.preprocessors[-1] is ColabCells
 
 
 def test_config_file_sets_limits_and_nbgrader_follows(tmp_path):
