@@ -79,25 +79,31 @@ class Batch:
             zygote.for_limits(self.settings.limits)
             prestart(command)
         self.grader.template                            # noqa: B018 - collect the suite now, once
-        report = BatchReport({}, [], [], [], [], [], self.out, 0.0)
-        warning = readable_suites_warning(self.settings)
-        if warning:
-            report.warnings.append(warning)
-            print(f"autograder: {warning}", file=sys.stderr, flush=True)
-        log = FaultLog(self.out, self.name, self.settings, report.warnings)
-        report.log = log.path
-        self.exports.begin(self.grader.template)
+        # As many graders starting ahead as run at once: while one submission is graded, the next
+        # one's grader and sandboxed kernel start (each serves one submission only, see pool.py).
+        # The first ones start now, so that their kernels start while this process opens the
+        # gradebook below (nbgrader's import and database: about 0.6 s).
+        self.grader.pool = GraderPool(command, env=grader_env(), spare=self.workers, on_start=self.children.add,
+                                      on_end=self.children.discard)
+        self.grader.pool.expect(to_grade)
+        try:
+            report = BatchReport({}, [], [], [], [], [], self.out, 0.0)
+            warning = readable_suites_warning(self.settings)
+            if warning:
+                report.warnings.append(warning)
+                print(f"autograder: {warning}", file=sys.stderr, flush=True)
+            log = FaultLog(self.out, self.name, self.settings, report.warnings)
+            report.log = log.path
+            self.exports.begin(self.grader.template)
+        except BaseException:
+            self.grader.pool.close()
+            raise
         entries: dict[str, Entry] = {}
         bar = tqdm(total=len(subs), desc=f"grading {self.name}", unit="nb", file=sys.stderr,
                    disable=not self.progress, dynamic_ncols=True)
         restore = self.install_signal_handlers()
         pool = ThreadPoolExecutor(max_workers=self.workers)
-        # As many graders starting ahead as run at once: while one submission is graded, the next
-        # one's grader and sandboxed kernel start (each serves one submission only, see pool.py).
-        self.grader.pool = GraderPool(command, env=grader_env(), spare=self.workers, on_start=self.children.add,
-                                      on_end=self.children.discard)
         try:
-            self.grader.pool.expect(to_grade)
             futures = {pool.submit(self.grader.grade_one_safely, s): s for s in subs}
             for fut in as_completed(futures):
                 sub = futures[fut]
