@@ -121,7 +121,7 @@ def _grade_one(args, path: Path | None) -> int:
     # The kernels' zygote first: it imports torch for the kernel on the other core while this
     # process imports torch and pytest itself below (a grader forked in a batch has the batch's).
     from autograder import zygote
-    zygote.for_limits(settings.limits)
+    zygote.for_assignment(assignment, settings.limits)
     from autograder.runner import grade_submission
     _limit_own_memory(settings.limits.grader_memory_mb)
     warm, executed = None, args.executed

@@ -222,12 +222,12 @@ def run(root: str | Path) -> int:
     source = root / "source"
     config = json.loads((source / CONFIG).read_text(encoding="utf-8"))
     settings = Settings().replace(config.get("settings", {}))
+    assignment = find_assignment(config["assignment"], root=source)
     # The kernels' zygote first: it imports torch for the kernel on another core while this process
     # imports the grader (torch, pytest) on the next line.
     from autograder import zygote
-    zygote.for_limits(settings.limits)
+    zygote.for_assignment(assignment, settings.limits)
     from autograder.runner import grade_submission
-    assignment = find_assignment(config["assignment"], root=source)
     results = root / "results"
     results.mkdir(parents=True, exist_ok=True)
 

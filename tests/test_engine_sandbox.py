@@ -447,3 +447,36 @@ def test_a_broken_zygote_is_replaced_and_its_process_ended():
     assert old.process.returncode is not None                  # reaped: it exited or was killed
     assert old.home and not Path(old.home).exists()
     assert zygote.for_limits(Limits()) is new                  # the new one serves from now on
+
+
+def test_notebook_imports_are_what_the_code_cells_import_by_name(tmp_path):
+    """Oracle: the import statements written into the notebook below."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("import not_code"),
+                nbformat.v4.new_code_cell("import json, os.path as p\n%matplotlib inline\n!pip list\n"
+                                          "from email import message\nfrom . import nearby\n"
+                                          "import dlcourse as dl\nfrom dlcourse.data import x\nimport autograder\n"
+                                          "def f():\n    import csv\n"),
+                nbformat.v4.new_code_cell("%%time\nimport never_parsed"),
+                nbformat.v4.new_code_cell("import json\nimport html.parser")]
+    path = tmp_path / "release.ipynb"
+    nbformat.write(nb, path)
+    assert zygote.notebook_imports(path) == ("json", "os.path", "email", "csv", "html.parser")
+    assert zygote.notebook_imports(tmp_path / "missing.ipynb") == ()
+
+
+@pytest.mark.skipif(zygote.for_limits(Limits()) is None, reason="no kernel zygote here (not Linux, or switched off)")
+def test_a_new_zygote_imports_what_the_notebook_imports():
+    """Oracle: the zygote process's memory map, which lists scipy.signal's compiled extension only
+    once that module was imported there (nothing else in the zygote imports scipy.signal)."""
+    z = zygote.Zygote(zygote.for_limits(Limits()).key, also=("scipy.signal",))     # a second one, for this test
+    try:
+        assert z.preload[-1] == "scipy.signal" and "torch" in z.preload
+        maps = Path(f"/proc/{z.process.pid}/maps")
+        deadline = time.monotonic() + 120
+        while "scipy/signal/" not in maps.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "scipy/signal/" in maps.read_text()
+    finally:
+        z.close()
+    assert z.process.returncode is not None and not Path(z.home).exists()

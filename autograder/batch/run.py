@@ -39,7 +39,7 @@ class Batch:
         """settings: limits and batch options (default Settings(workers=1)); `workers` and `timeout`
         (seconds per submission) override the settings' values. exports: names of output formats
         (autograder/exporters; None: all)."""
-        self.name = assignment.name
+        self.assignment, self.name = assignment, assignment.name
         self.directory = Path(directory)
         out = Path(out) if out is not None else Path("grades") / self.name
         settings = settings if settings is not None else Settings(workers=1)
@@ -76,7 +76,7 @@ class Batch:
             # import torch in a process of their own; started first, their imports overlap the
             # suite's collection below instead of following it. Every grader forked from now on
             # forks its kernel from this zygote instead of importing torch in one of its own.
-            zygote.for_limits(self.settings.limits)
+            zygote.for_assignment(self.assignment, self.settings.limits)
             prestart(command)
         self.grader.template                            # noqa: B018 - collect the suite now, once
         # As many graders starting ahead as run at once: while one submission is graded, the next
