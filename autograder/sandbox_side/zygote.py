@@ -336,7 +336,7 @@ def main(argv: list[str]) -> None:
     for name in config["preload"]:
         try:
             importlib.import_module(name)
-        except ImportError:
+        except Exception:     # noqa: BLE001 - not installed, or broken at import: the kernel imports it itself
             pass
     try:
         serve(config["control_fd"])
