@@ -215,7 +215,7 @@ def _run_suite(suite_dir: Path, plugin: GradingPlugin, collect_only: bool = Fals
 
 @contextlib.contextmanager
 def _one_torch_thread():
-    """torch on one thread in the grader's process while the suite runs, as it was before after.
+    """torch on one thread in the grader's process while the suite runs; the caller's setting after.
 
     The suite's own computations (oracles on small tensors) gain nothing from more threads, and
     OpenMP's worker threads spin while they wait for the next parallel region: with 2 graders on 2

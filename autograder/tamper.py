@@ -28,6 +28,16 @@ SCAN_TOTAL_CHARS = 8_000_000   # all student code; beyond it the rest is scanned
 SCAN_SECONDS = 20.0            # parsing stops after this; the rest is scanned as text
 
 
+def parse_cell(source: str) -> ast.Module | None:
+    """A code cell's syntax tree after IPython's transforms (a magic becomes a get_ipython() call,
+    so a cell magic's body stays a string), or None when it is not Python even then."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+        return ast.parse(TransformerManager().transform_cell(source))
+    except (Exception, RecursionError, MemoryError):
+        return None
+
+
 def scan_tampering(sources: list[str], *, seconds: float = SCAN_SECONDS) -> list[str]:
     """Suspicious names used by the student's code (identifiers, attributes, imports and strings).
 
@@ -42,10 +52,8 @@ def scan_tampering(sources: list[str], *, seconds: float = SCAN_SECONDS) -> list
         if len(source) > SCAN_PARSE_CHARS or parsed > SCAN_TOTAL_CHARS or time.monotonic() > deadline:
             hits += _SUSPICIOUS_RE.findall(source)
             continue
-        try:
-            from IPython.core.inputtransformer2 import TransformerManager
-            tree = ast.parse(TransformerManager().transform_cell(source))
-        except (Exception, RecursionError, MemoryError):   # not Python even after IPython's transforms
+        tree = parse_cell(source)
+        if tree is None:
             hits += _SUSPICIOUS_RE.findall(source)
             continue
         for node in ast.walk(tree):

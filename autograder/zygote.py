@@ -35,6 +35,7 @@ from pathlib import Path
 from jupyter_client.provisioning import LocalProvisioner
 
 from autograder.sandbox import kernel_base_env
+from autograder.tamper import parse_cell
 
 ZYGOTE_PROGRAM = Path(__file__).resolve().parent / "sandbox_side" / "zygote.py"
 log = logging.getLogger("autograder.kernel")
@@ -59,8 +60,8 @@ def notebook_imports(notebook: str | Path) -> tuple[str, ...]:
     """The modules the code cells of `notebook` (an instructor's release notebook) import by name,
     in order, less the course library and the grader: a kernel grading a submission of it imports
     them anyway, so its zygote may import them first (scipy.signal in 01_convolution: 0.64 s of CPU
-    per kernel; torchvision in 04-07: 0.9 s). Line magics are left out; a cell magic's cell and a
-    cell that does not parse are skipped."""
+    per kernel; torchvision in 04-07: 0.9 s). Cells are read as IPython reads them (tamper.parse_cell):
+    a magic is no import, and a cell magic's body is not Python code."""
     try:
         cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError, AttributeError):
@@ -70,14 +71,8 @@ def notebook_imports(notebook: str | Path) -> tuple[str, ...]:
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        if source.lstrip().startswith("%%"):         # a cell magic: the cell may not be Python at all
-            continue
-        # IPython's line magics and shell escapes (%matplotlib inline, !pip) are not Python.
-        source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
+        tree = parse_cell("".join(source) if isinstance(source, list) else str(source))
+        if tree is None:
             continue
         for node in ast.walk(tree):
             found = ([a.name for a in node.names] if isinstance(node, ast.Import)
