@@ -47,8 +47,8 @@ def preload_for(limits) -> tuple[str, ...] | None:
     """What the zygote imports for kernels with these limits: only modules the kernel imports at
     start anyway (Limits.preload), and none whose import reads the kernel's own environment (the
     course library reads HOME at import, so it is imported in the kernel; its heavy parts here:
-    its plots and FLOP counter, and torch._inductor, which seed_everything's deterministic mode
-    imports in every notebook, 0.8 s of CPU per kernel)."""
+    its plots and FLOP counter, and torch._inductor, 0.8 s of CPU per kernel, which FlopCounterMode
+    imports on first use, as does torchvision at import and seed_everything's deterministic mode)."""
     if "torch" not in limits.preload:
         return None
     extra = (("torch.utils.flop_counter", "matplotlib.figure", "torch._inductor") if "dlcourse" in limits.preload
