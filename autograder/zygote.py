@@ -137,7 +137,7 @@ class Zygote:
         self.preload = [*preload, *(m for m in also if m not in preload)]
         home = self.home = tempfile.mkdtemp(prefix="dlcourse-zygote-")
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = {"preload": self.preload, "control_fd": theirs.fileno()}
+        config = {"preload": self.preload, "control_fd": theirs.fileno(), "home": home}
         try:
             self.process = subprocess.Popen(
                 [executable, "-E", "-s", "-B", str(ZYGOTE_PROGRAM), json.dumps(config)],

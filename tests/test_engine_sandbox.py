@@ -449,6 +449,31 @@ def test_a_broken_zygote_is_replaced_and_its_process_ended():
     assert zygote.for_limits(Limits()) is new                  # the new one serves from now on
 
 
+@pytest.mark.skipif(zygote.for_limits(Limits()) is None, reason="no kernel zygote here (not Linux, or switched off)")
+def test_a_zygote_whose_grader_was_killed_exits_and_removes_its_home():
+    """A batch killed with SIGKILL runs no clean-up of its own: its zygote, seeing end-of-file on
+    the control socket, must still exit and remove its private home, or every killed batch leaves
+    a folder in /tmp of the grading server. Oracle: the folder and the process, seen from here."""
+    code = ("import os, sys, time\n"
+            "from autograder import zygote\n"
+            "from autograder.sandbox import Limits\n"
+            "z = zygote.for_limits(Limits())\n"
+            "print(z.home, z.process.pid, flush=True)\n"
+            "time.sleep(600)\n")
+    grader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        home, pid = grader.stdout.readline().split()
+        assert Path(home).is_dir()
+    finally:
+        grader.kill()
+        grader.wait()
+    deadline = time.monotonic() + 120                          # it may still be importing torch
+    while (Path(home).exists() or Path(f"/proc/{pid}").exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(home).exists()
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+
+
 def test_notebook_imports_are_what_the_code_cells_import_by_name(tmp_path):
     """Oracle: the import statements written into the notebook below."""
     nb = nbformat.v4.new_notebook()

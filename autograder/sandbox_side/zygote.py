@@ -28,8 +28,9 @@ The child builds the sandbox itself, exactly as the exec path does (sandbox.py's
 
 The zygote itself never runs student code and never imports the autograder package: standard library
 only at module level, the modules of CONFIG at start. Its memory is what every kernel starts from,
-so nothing the kernel must not see is ever in it. It exits, killing its children, when the control
-socket reaches end-of-file (every grading process holding it is gone).
+so nothing the kernel must not see is ever in it. It exits, killing its children and removing its
+private home (CONFIG's "home": what it cached there at import), when the control socket reaches
+end-of-file (every grading process holding it is gone, also one killed before it could clean up).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ import importlib.util
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -79,7 +81,7 @@ setup = _load_setup()
 # The server
 # ------------------------------------------------------------------------------------------------
 
-def serve(control_fd: int) -> None:
+def serve(control_fd: int, home: str | None = None) -> None:
     """Answer requests until the control socket closes; returns only in a forked kernel (as the
     exception setup.BecomeKernel, raised through here)."""
     control = socket.socket(fileno=control_fd)
@@ -114,6 +116,8 @@ def serve(control_fd: int) -> None:
                 if not msg:                            # every grading process is gone
                     for pid in children:
                         _kill(pid)
+                    if home:                           # rmtree does not follow symbolic links
+                        shutil.rmtree(home, ignore_errors=True)
                     os._exit(0)
                 _fork_kernel(msg, fds, children, zygote)
             else:                                      # the grader let go of that kernel: make sure it is gone
@@ -339,7 +343,7 @@ def main(argv: list[str]) -> None:
         except Exception:     # noqa: BLE001 - not installed, or broken at import: the kernel imports it itself
             pass
     try:
-        serve(config["control_fd"])
+        serve(config["control_fd"], config.get("home"))
     except setup.BecomeKernel as kernel:
         spec = kernel.args[0]
     else:
