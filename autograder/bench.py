@@ -18,7 +18,11 @@ meanwhile (/proc/stat: run the bench on an otherwise quiet machine); where our g
 (kernel start, notebook, hidden suite: means of the runner's own figures); whether 2 and 3 gave the
 same scores; the throughput of W workers against one, with its ceiling on this machine (one worker
 already keeps more than one core busy: while one submission is graded the next grader and kernel
-start); and, as the LAST line,
+start); with --steady, runs 2 and 3 again on 2n submissions, and from the two sizes the time each
+added submission takes and the throughput ratio without the fixed start-up (a batch first imports
+torch once in its kernels' zygote and its graders' fork server, about 3 s on 2 cores whatever the
+number of workers, and in a batch of 8 that start weighs as much as a fifth of the 1-worker run);
+and, as the LAST line,
 
     grader/nbgrader time ratio: X        (run 3 / run 1; the target is X <= 0.5 on 01_convolution)
 
@@ -126,6 +130,27 @@ def _ours(root: Path, name: str, workers: int, flags: list[str]) -> tuple[float,
     return seconds, results, cpu
 
 
+def _steady(out: Path, name: str, built: dict, kinds: list, n: int, workers: int, flags: list,
+            t1: float, tw: float) -> bool:
+    """Grade 2n submissions with 1 and `workers` workers; print the seconds each of the n added
+    submissions took and the throughput ratio from them (t(2n) - t(n): the fixed start-up and
+    end of a batch cancel out). -> whether the scores were the same as with n."""
+    notebooks = {f"student{i + 1:02d}-{kinds[i % len(kinds)]}": built[kinds[i % len(kinds)]] for i in range(2 * n)}
+    base = course_root(out / "steady", name, notebooks)
+    copies = {w: out / f"ours-w{w}-{2 * n}" for w in (1, workers)}
+    for copy in copies.values():
+        shutil.copytree(base, copy)
+    (t1_2n, r1, _), (tw_2n, rw, _) = (_ours(copies[w], name, w, flags) for w in (1, workers))
+    per1, perw = (t1_2n - t1) / n, (tw_2n - tw) / n
+    print(f"{2 * n} submissions: --workers 1 {t1_2n:.1f} s, --workers {workers} {tw_2n:.1f} s; each of the "
+          f"{n} added took {per1:.2f} s with 1 worker, {perw:.2f} s with {workers}")
+    print(f"fixed start-up and end of a batch (t(n) - n x the added one's time): --workers 1 {t1 - n * per1:.1f} s, "
+          f"--workers {workers} {tw - n * perw:.1f} s")
+    print(f"throughput of {workers} workers against 1 once started (t(2n) - t(n)): "
+          f"{per1 / perw:.2f}x" if perw > 0 else "throughput once started: not measurable (2n took no longer)")
+    return {s: r["score"] for s, r in r1.items()} == {s: r["score"] for s, r in rw.items()}
+
+
 def _line(label: str, seconds: float, cpu: float | None, n: int) -> str:
     busy = f"; machine busy {cpu / seconds:.2f} cores" if cpu is not None else ""
     return f"{label:<31}{seconds:7.1f} s  ({seconds / n:5.1f} s per submission{busy})"
@@ -140,8 +165,10 @@ def _means(results: dict[str, dict]) -> dict[str, float]:
     return means
 
 
-def main(assignment: str | None = None, n: int = 8, out: Path | None = None, settings=None) -> int:
-    """settings: autograder.settings.Settings for every grading of ours (default: the course's)."""
+def main(assignment: str | None = None, n: int = 8, out: Path | None = None, settings=None,
+         steady: bool = False) -> int:
+    """settings: autograder.settings.Settings for every grading of ours (default: the course's);
+    steady: also grade 2n submissions with 1 and W workers (the module docstring)."""
     flags = ["--settings", settings.to_json()] if settings is not None else []
     run_size = settings.limits.run_size if settings is not None else None
     found = _pick(assignment)
@@ -189,6 +216,8 @@ def main(assignment: str | None = None, n: int = 8, out: Path | None = None, set
         ceiling = (f" (1 worker already kept {c1 / t1:.2f} cores busy, so on {cores} cores at most about "
                    f"{cores * t1 / c1:.2f}x)") if c1 else ""
         print(f"throughput of {workers} workers against 1: {t1 / tw:.2f}x{ceiling}")
+        if steady:
+            same = _steady(out, name, built, kinds, n, workers, flags, t1, tw) and same
         print(f"grader/nbgrader time ratio with 1 worker: {t1 / t_nbgrader:.2f}")
         print(f"grader/nbgrader time ratio: {tw / t_nbgrader:.2f}")
         return 0 if same else 1

@@ -271,7 +271,8 @@ def cmd_demo(args) -> int:
 def cmd_bench(args) -> int:
     from autograder import bench
     settings = _settings(args)
-    return bench.main(args.assignment, n=args.n, out=Path(args.out) if args.out else None, settings=settings)
+    return bench.main(args.assignment, n=args.n, out=Path(args.out) if args.out else None, settings=settings,
+                      steady=args.steady)
 
 
 def cmd_gradescope(args) -> int:
@@ -343,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("assignment", nargs="?", help="default: the first assignment with a bank")
     be.add_argument("--n", type=int, default=8, help="submissions each grader grades (>= 2)")
     be.add_argument("--out", help="keep the bench's files here (default: a temporary folder)")
+    be.add_argument("--steady", action="store_true",
+                    help="also grade 2n submissions with 1 and W workers: the time each added submission "
+                         "takes, without the batch's fixed start-up, and the throughput ratio from it")
     add_settings_arguments(be)
     be.set_defaults(func=cmd_bench)
 
