@@ -54,6 +54,8 @@ PROBE = textwrap.dedent(f"""
     out["caps"] = {{k: int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}}
     out["no_new_privs"] = status["NoNewPrivs"]
     out["fds"] = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    import gc
+    out["gc"] = [gc.isenabled(), gc.get_freeze_count()]
     open(os.path.join(os.environ["HOME"], "note"), "w").write("home is writable")
     open("/tmp/dlcourse-sandbox-probe", "w").write("private")
     subprocess.Popen(["sleep", "876.5"], start_new_session=True)
@@ -131,6 +133,10 @@ def test_root_sandbox(monkeypatch, forked):
     assert result["mode"] == "root"
     assert result["uid"] >= 61000 and result["nproc"] == Limits().nproc
     _check(result)
+    # The kernel collects its own garbage; forked, it never walks (nor copies) the zygote's objects:
+    # torch alone is over 100,000 of them.
+    assert result["gc"][0] is True
+    assert (result["gc"][1] > 100_000) if forked else (result["gc"][1] == 0)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become nobody")

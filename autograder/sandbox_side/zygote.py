@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import gc
 import importlib
 import importlib.util
 import json
@@ -330,6 +331,7 @@ def _run_kernel(spec: dict) -> None:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
+    gc.enable()                                       # main() froze the zygote's objects (why: there)
     exec(compile(spec["launcher"], "<string>", "exec"), main.__dict__)
 
 
@@ -337,11 +339,18 @@ def main(argv: list[str]) -> None:
     config = json.loads(argv[1])
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p not in ("", here)]
+    # What the zygote imports is every kernel's for life. Frozen (gc.freeze), the kernels' garbage
+    # collector never walks it: walking a million objects would cost each full collection time and
+    # write to every page holding one, which the kernel would then copy from the zygote (a fork
+    # shares pages only until they are written). Collection stays off until the freeze, so that no
+    # collection leaves freed holes among those objects, as the gc module's documentation advises.
+    gc.disable()
     for name in config["preload"]:
         try:
             importlib.import_module(name)
         except Exception:     # noqa: BLE001 - not installed, or broken at import: the kernel imports it itself
             pass
+    gc.freeze()
     try:
         serve(config["control_fd"], config.get("home"))
     except setup.BecomeKernel as kernel:
