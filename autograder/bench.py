@@ -134,7 +134,7 @@ def _steady(out: Path, name: str, built: dict, kinds: list, n: int, workers: int
             t1: float, tw: float) -> bool:
     """Grade 2n submissions with 1 and `workers` workers; print the seconds each of the n added
     submissions took and the throughput ratio from them (t(2n) - t(n): the fixed start-up and
-    end of a batch cancel out). -> whether the scores were the same as with n."""
+    end of a batch cancel out). -> whether 1 and `workers` workers gave the same scores."""
     notebooks = {f"student{i + 1:02d}-{kinds[i % len(kinds)]}": built[kinds[i % len(kinds)]] for i in range(2 * n)}
     base = course_root(out / "steady", name, notebooks)
     copies = {w: out / f"ours-w{w}-{2 * n}" for w in (1, workers)}

@@ -1,5 +1,7 @@
 """dlcourse.seed: every generator is seeded, deterministic mode makes training bit-identical."""
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -130,10 +132,8 @@ def test_rng_state_round_trip():
 
 
 def test_seeding_without_deterministic_mode_leaves_the_compiler_unimported():
-    # Oracle: a fresh interpreter's sys.modules. seed_everything(0) runs in every notebook and
-    # every graded kernel; importing torch._inductor there costs 0.8 s each time for nothing.
-    import subprocess
-    import sys
+    # Oracle: a fresh interpreter's sys.modules. seed_everything(0) opens most notebooks; importing
+    # torch._inductor there cost 0.8 s for a flag that was already off.
     code = ("import sys, torch\n"
             "from dlcourse.seed import seed_everything\n"
             "seed_everything(0)\n"
