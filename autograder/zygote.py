@@ -58,12 +58,22 @@ def preload_for(limits) -> tuple[str, ...] | None:
     return ("torch", *extra, "ipykernel.kernelapp", "ipykernel.debugger")
 
 
+# The course library imports these only inside load_data and get_datasets (dlcourse/data.py), so
+# that `import dlcourse` stays fast for students; a notebook's import statements do not show them.
+# A kernel whose notebook calls one of those functions imports them (02 and 03: torchvision and
+# scikit-learn, about 0.7 s of CPU per kernel). tests/test_engine_sandbox.py checks the list
+# against the library's source.
+COURSE_LIBRARY_CALLS = {name: ("torchvision", "torchvision.transforms.v2", "sklearn.datasets", "sklearn.model_selection")
+                        for name in ("load_data", "get_datasets")}
+
+
 def notebook_imports(notebook: str | Path) -> tuple[str, ...]:
     """The modules the code cells of `notebook` (an instructor's release notebook) import by name,
     in order, less the course library and the grader: a kernel grading a submission of it imports
     them anyway, so its zygote may import them first (scipy.signal in 01_convolution: 0.64 s of CPU
     per kernel; torchvision in 04-07: 0.9 s). Cells are read as IPython reads them (tamper.parse_cell):
-    a magic is no import, and a cell magic's body is not Python code."""
+    a magic is no import, and a cell magic's body is not Python code. A call of a course library
+    function in COURSE_LIBRARY_CALLS (`dl.load_data(...)`) counts as importing what it imports."""
     try:
         cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError, AttributeError):
@@ -77,9 +87,11 @@ def notebook_imports(notebook: str | Path) -> tuple[str, ...]:
         if tree is None:
             continue
         for node in ast.walk(tree):
+            called = (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                      ) if isinstance(node, ast.Call) else None
             found = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-                     else [])
+                     else list(COURSE_LIBRARY_CALLS.get(called, ())))
             names += [n for n in found if n.split(".")[0] not in ("dlcourse", "autograder") and n not in names]
     return tuple(names)
 

@@ -2,6 +2,8 @@
 unprivileged user namespaces), plus the single-notebook command line end to end."""
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 import shutil
@@ -493,7 +495,35 @@ def test_notebook_imports_are_what_the_code_cells_import_by_name(tmp_path):
     path = tmp_path / "release.ipynb"
     nbformat.write(nb, path)
     assert zygote.notebook_imports(path) == ("json", "os.path", "email", "csv", "html.parser")
+    nb.cells.append(nbformat.v4.new_code_cell("train_iter, val_iter = dl.load_data('digits', batch_size=64)"))
+    nbformat.write(nb, path)
+    assert zygote.notebook_imports(path) == ("json", "os.path", "email", "csv", "html.parser",
+                                             *zygote.COURSE_LIBRARY_CALLS["load_data"])
     assert zygote.notebook_imports(tmp_path / "missing.ipynb") == ()
+
+
+def test_the_course_library_calls_list_what_its_data_functions_import():
+    """Oracle: the import statements inside the functions of dlcourse/data.py (the library imports
+    its data sets' dependencies there, and only there), read from its source."""
+    source = (REPO / "course" / "dlcourse" / "data.py").read_text()
+    found = set()
+    for function in (n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef)):
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and not node.module.startswith("dlcourse"):
+                for a in node.names:                   # `from torchvision.transforms import v2`: a module
+                    full = f"{node.module}.{a.name}"
+                    found.add(full if _is_module(full) else node.module)
+    for name in ("load_data", "get_datasets"):
+        assert set(zygote.COURSE_LIBRARY_CALLS[name]) == found
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 @pytest.mark.skipif(zygote.for_limits(Limits()) is None, reason="no kernel zygote here (not Linux, or switched off)")
