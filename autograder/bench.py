@@ -130,16 +130,29 @@ def _ours(root: Path, name: str, workers: int, flags: list[str]) -> tuple[float,
     return seconds, results, cpu
 
 
-def _steady(out: Path, name: str, built: dict, kinds: list, n: int, workers: int, flags: list,
-            t1: float, tw: float) -> bool:
+def _students(built: dict, count: int) -> dict[str, bytes]:
+    """`count` students, their notebooks the sample kinds in turn: student01-correct, ..."""
+    kinds = list(built)
+    return {f"student{i + 1:02d}-{kinds[i % len(kinds)]}": built[kinds[i % len(kinds)]] for i in range(count)}
+
+
+def _copies(base: Path, out: Path, workers: int, suffix: str = "") -> dict[int, Path]:
+    """A copy of the course root `base` for each of our runs: worker count -> its root."""
+    copies = {w: out / f"ours-w{w}{suffix}" for w in (1, workers)}
+    for copy in copies.values():
+        shutil.copytree(base, copy)
+    return copies
+
+
+def _same_scores(r1: dict, rw: dict) -> bool:
+    return {s: r["score"] for s, r in r1.items()} == {s: r["score"] for s, r in rw.items()}
+
+
+def _steady(out: Path, name: str, built: dict, n: int, workers: int, flags: list, t1: float, tw: float) -> bool:
     """Grade 2n submissions with 1 and `workers` workers; print the seconds each of the n added
     submissions took and the throughput ratio from them (t(2n) - t(n): the fixed start-up and
     end of a batch cancel out). -> whether 1 and `workers` workers gave the same scores."""
-    notebooks = {f"student{i + 1:02d}-{kinds[i % len(kinds)]}": built[kinds[i % len(kinds)]] for i in range(2 * n)}
-    base = course_root(out / "steady", name, notebooks)
-    copies = {w: out / f"ours-w{w}-{2 * n}" for w in (1, workers)}
-    for copy in copies.values():
-        shutil.copytree(base, copy)
+    copies = _copies(course_root(out / "steady", name, _students(built, 2 * n)), out, workers, f"-{2 * n}")
     (t1_2n, r1, _), (tw_2n, rw, _) = (_ours(copies[w], name, w, flags) for w in (1, workers))
     per1, perw = (t1_2n - t1) / n, (tw_2n - tw) / n
     print(f"{2 * n} submissions: --workers 1 {t1_2n:.1f} s, --workers {workers} {tw_2n:.1f} s; each of the "
@@ -148,7 +161,7 @@ def _steady(out: Path, name: str, built: dict, kinds: list, n: int, workers: int
           f"--workers {workers} {tw - n * perw:.1f} s")
     print(f"throughput of {workers} workers against 1 once started (t(2n) - t(n)): "
           f"{per1 / perw:.2f}x" if perw > 0 else "throughput once started: not measurable (2n took no longer)")
-    return {s: r["score"] for s, r in r1.items()} == {s: r["score"] for s, r in rw.items()}
+    return _same_scores(r1, rw)
 
 
 def _line(label: str, seconds: float, cpu: float | None, n: int) -> str:
@@ -183,7 +196,6 @@ def main(assignment: str | None = None, n: int = 8, out: Path | None = None, set
         return 2
     n = max(2, n)
     kinds = list(built)
-    notebooks = {f"student{i + 1:02d}-{kinds[i % len(kinds)]}": built[kinds[i % len(kinds)]] for i in range(n)}
     workers = max(2, os.cpu_count() or 1)
     tmp = None
     if out is None:
@@ -191,22 +203,21 @@ def main(assignment: str | None = None, n: int = 8, out: Path | None = None, set
         out = Path(tmp.name)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        base = course_root(out / "nbgrader", name, notebooks)
-        for copy in ("ours-w1", f"ours-w{workers}"):
-            shutil.copytree(base, out / copy)
+        base = course_root(out / "nbgrader", name, _students(built, n))
+        copies = _copies(base, out, workers)
         print(f"bench {name}: {n} submissions ({', '.join(kinds)}), {os.cpu_count()} CPU core(s)", flush=True)
 
         t_nbgrader, _, c_nbgrader = _run([sys.executable, "-m", "nbgrader", "autograde", name, "--force"], base, run_size)
         print(_line("nbgrader autograde:", t_nbgrader, c_nbgrader, n), flush=True)
-        t1, r1, c1 = _ours(out / "ours-w1", name, 1, flags)
+        t1, r1, c1 = _ours(copies[1], name, 1, flags)
         print(_line("autograder grade --workers 1:", t1, c1, n), flush=True)
-        tw, rw, cw = _ours(out / f"ours-w{workers}", name, workers, flags)
+        tw, rw, cw = _ours(copies[workers], name, workers, flags)
         print(_line(f"autograder grade --workers {workers}:", tw, cw, n), flush=True)
 
         print("where one grading's time went (means over --workers 1, seconds):")
         for label, value in _means(r1).items():
             print(f"  {label:<24} {value:6.2f}")
-        same = {s: r["score"] for s, r in r1.items()} == {s: r["score"] for s, r in rw.items()}
+        same = _same_scores(r1, rw)
         print(f"--workers 1 and {workers} gave {'the same' if same else 'DIFFERENT'} scores: "
               + ", ".join(f"{s.split('-', 1)[1]} {r['score']:g}/{r['max_score']:g}"
                           for s, r in sorted(r1.items())[:len(kinds)]))
@@ -217,7 +228,7 @@ def main(assignment: str | None = None, n: int = 8, out: Path | None = None, set
                    f"{cores * t1 / c1:.2f}x)") if c1 else ""
         print(f"throughput of {workers} workers against 1: {t1 / tw:.2f}x{ceiling}")
         if steady:
-            same = _steady(out, name, built, kinds, n, workers, flags, t1, tw) and same
+            same = _steady(out, name, built, n, workers, flags, t1, tw) and same
         print(f"grader/nbgrader time ratio with 1 worker: {t1 / t_nbgrader:.2f}")
         print(f"grader/nbgrader time ratio: {tw / t_nbgrader:.2f}")
         return 0 if same else 1

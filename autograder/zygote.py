@@ -87,13 +87,21 @@ def notebook_imports(notebook: str | Path) -> tuple[str, ...]:
         if tree is None:
             continue
         for node in ast.walk(tree):
-            called = (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
-                      ) if isinstance(node, ast.Call) else None
-            found = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-                     else list(COURSE_LIBRARY_CALLS.get(called, ())))
-            names += [n for n in found if n.split(".")[0] not in ("dlcourse", "autograder") and n not in names]
+            names += [n for n in _imported_by(node) if n.split(".")[0] not in ("dlcourse", "autograder")
+                      and n not in names]
     return tuple(names)
+
+
+def _imported_by(node: ast.AST) -> list[str]:
+    """The modules one syntax node imports: `import a.b`, `from a import b`, or `dl.load_data(...)`."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return [node.module] if node.level == 0 and node.module else []
+    if isinstance(node, ast.Call):
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+        return list(COURSE_LIBRARY_CALLS.get(called, ()))
+    return []
 
 
 def for_assignment(assignment, limits) -> "Zygote | None":
@@ -143,12 +151,13 @@ class Zygote:
     def __init__(self, key: tuple, control: socket.socket | None = None, also: tuple[str, ...] = ()):
         self.key, self.broken = key, False
         self.process, self.home = None, None
+        self.preload = list(key[2])             # what it imported (one adopted from a server: at least this)
         self._send_lock = threading.Lock()
         if control is not None:
             self.control = control
             return
-        executable, threads, preload = key
-        self.preload = [*preload, *(m for m in also if m not in preload)]
+        executable, threads, _ = key
+        self.preload += [m for m in also if m not in self.preload]
         home = self.home = tempfile.mkdtemp(prefix="dlcourse-zygote-")
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         config = {"preload": self.preload, "control_fd": theirs.fileno(), "home": home}
