@@ -42,13 +42,14 @@ import weakref
 # first: importing it keeps nbformat's jsonschema from a slow optional import (autograder/__init__.py).
 # The last ones are what a grader imported on first use (0.1-0.6 s of CPU each, measured per
 # grader): jupyter_client's kernel spec lookup, torch's first backward(), and the course library
-# (which a suite's forbid_calls imports to find the callable): its matplotlib and FLOP counter,
-# but not `dlcourse` itself, which reads $HOME at import; the exporters, which the command line's
-# --export help lists; and autograder.preload, which compiles nbformat's validator.
+# (which a suite's forbid_calls imports to find the callable: 0.02 s per grader), whose default data
+# folder comes from $HOME at import, which every grader inherits unchanged from the batch as this
+# server does (grader_env; $DLCOURSE_DATA is read at each call); the exporters, which the command
+# line's --export help lists; and autograder.preload, which compiles nbformat's validator.
 PRELOAD = ["autograder", "torch", "pytest", "nbformat", "nbclient", "jupyter_client", "autograder.cli",
            "autograder.runner", "autograder.kernel", "autograder.plugin", "autograder.testing", "autograder.proxy",
            "IPython.paths", "torch.fx.experimental.symbolic_shapes", "torch.utils.flop_counter", "matplotlib.pyplot",
-           "autograder.exporters", "autograder.preload"]
+           "dlcourse", "autograder.exporters", "autograder.preload"]
 
 READY_TIMEOUT = 120.0          # seconds for a fork to report back (only a machine in trouble takes long)
 _context = None
