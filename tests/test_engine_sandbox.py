@@ -320,6 +320,41 @@ def test_a_crashed_kernels_clean_up_never_kills_another_gradings_kernel():
     assert _processes_with("543.2") == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="root mode needs root")
+def test_the_sandbox_sees_and_ends_its_namespace_and_its_uid_outside_it_and_nothing_else():
+    """What the memory watchdog counts and kill_all ends: every process in the kernel's PID namespace
+    (its init runs as root) and every process of the sandbox's uid outside it (as an earlier grading
+    with that uid could have left behind), also one that made itself non-dumpable, so that the files
+    in its /proc folder belong to root; the uid sweep (kill -1 as that uid) ends those. Nothing else
+    on the machine, not even a process of the grader's own uid."""
+    sandbox = Sandbox(Limits(), hide=[REPO], keep=_kernel_needs())
+    sandbox.open()
+    outside = bystander = None
+    try:
+        assert sandbox.mode == "root"
+        kernel = subprocess.Popen(sandbox.command(["sleep", "654.31"]), env=sandbox.kernel_env(), cwd=sandbox.home)
+        sandbox.track(kernel.pid)
+        hidden = "import ctypes, time\nctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\ntime.sleep(654.32)"   # not dumpable
+        outside = subprocess.Popen([shutil.which("setpriv"), f"--reuid={sandbox.uid}", f"--regid={sandbox.uid}",
+                                    "--clear-groups", sys.executable, "-I", "-c", hidden], start_new_session=True)
+        bystander = subprocess.Popen(["sleep", "654.33"])
+        assert _wait_for(lambda: _processes_with("654.31") and sandbox.processes() and sandbox._ns_id is not None
+                         and os.stat(f"/proc/{outside.pid}/status").st_uid == 0)      # prctl done
+        found = set(sandbox.processes())
+        sleeper = [p for p in _processes_with("654.31") if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"sleep")]
+        assert {*sleeper, sandbox._ns_init, outside.pid} <= found and kernel.pid not in found   # not the launcher
+        assert bystander.pid not in found and os.getpid() not in found
+        sandbox.kill_all()
+        assert outside.wait(timeout=10) == -9
+        assert _processes_with("654.31") == [] and bystander.poll() is None
+    finally:
+        sandbox.close()
+        for proc in (outside, bystander):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="plants a link to a root-only folder; needs root")
 def test_a_run_folder_replaced_by_a_symlink_never_redirects_the_root_grader(tmp_path):
     """From a cell, the kernel tries to rename its run folder (and the sandbox folder above it) and
