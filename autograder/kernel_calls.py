@@ -100,7 +100,7 @@ class KernelCalls:
         if p.km is None or not await p.alive():
             await self._restart_for_calls("the kernel was not running")
         if not p.bootstrapped:
-            status = await p.run_quiet(bootstrap_code(p.token, p.run_dir), max(1.0, self._seconds_left(60)))
+            status = await p.bootstrap(max(1.0, self._seconds_left(60)))
             if status != "ok":
                 p.broken = ("the grader's helper could not run in your kernel (did the notebook replace "
                             "Python built-ins or torch functions?)")

@@ -15,6 +15,7 @@ that had completed again, dropping from the replay a cell that kills or hangs th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import threading
@@ -30,6 +31,7 @@ from jupyter_client.session import Session
 from jupyter_core.utils import run_sync
 
 from autograder import zygote
+from autograder.zygote import BOOTSTRAP_MODULE
 from autograder.kernel_side import dispatcher as kernel_side
 from autograder.sandbox import Limits, Sandbox
 
@@ -63,11 +65,22 @@ class _SandboxKernelManager(AsyncKernelManager):
         self.sandbox._give(Path(self.connection_file))      # the kernel's uid must read it
 
 
-def bootstrap_code(token: str, directory: Path) -> str:
-    """The code that installs kernel_side's dispatcher in the kernel without leaving other globals."""
-    source = Path(kernel_side.__file__).read_text()
-    return (f"(lambda ns: (exec(compile({source!r}, '<dlcourse-grader>', 'exec'), ns), "
-            f"ns['install']({token!r}, {str(directory)!r})))({{'__name__': '_dlcourse_grader'}})")
+def bootstrap_code(token: str, directory: Path, *, precompiled: bool = False) -> str:
+    """The code that installs kernel_side's dispatcher in the kernel without leaving other globals.
+
+    precompiled: run the copy a kernel forked from the zygote finds compiled in sys.modules
+    (sandbox_side/zygote.py, `_compile_bootstrap`) if it was compiled from this very source, and
+    take it out of sys.modules; the cell fails (and the grader sends the source) when there is none.
+    A kernel compiling the 35 kB source cell cost 25 ms of CPU per start (py-spy). Trust is the same
+    either way: the cell runs before any student code, and nothing the dispatcher does is trusted."""
+    source = Path(kernel_side.__file__).read_bytes()
+    install = f"ns['install']({token!r}, {str(directory)!r})"
+    if precompiled:
+        sha = hashlib.sha256(source).hexdigest()
+        return (f"(lambda ns, b: (exec(b.CODE if b.SHA == {sha!r} else None, ns), {install}))"
+                f"({{'__name__': '_dlcourse_grader'}}, __import__('sys').modules.pop({BOOTSTRAP_MODULE!r}))")
+    return (f"(lambda ns: (exec(compile({source.decode()!r}, '<dlcourse-grader>', 'exec'), ns), "
+            f"{install}))({{'__name__': '_dlcourse_grader'}})")
 
 
 def short(text, n: int = 300) -> str:
@@ -95,6 +108,7 @@ class KernelProcess:
         self.replay_notes: list[str] = []
         self.broken: str | None = None     # why calls cannot be served any more
         self.bootstrapped = self.guard_warm = False
+        self.bootstrapped_from: str | None = None    # "zygote" (its compiled copy) or "source" (see bootstrap)
         self.notebook_done = False         # after the notebook, the output channel is closed
         self._memory_exceeded = False
         self._watch_stop = threading.Event()
@@ -140,7 +154,7 @@ class KernelProcess:
         self._start_watchdog()
         # The dispatcher goes in before any student code: what it captures (torch.save/load, the
         # thread starter, a snapshot of the modules it runs on) is the library's, not the notebook's.
-        status = await self.run_quiet(bootstrap_code(self.token, self.run_dir), self.limits.startup_timeout)
+        status = await self.bootstrap(self.limits.startup_timeout)
         if status != "ok":
             await self.stop()
             raise GraderError(f"the grader's helper could not be installed in a new kernel ({status})\n"
@@ -257,6 +271,18 @@ class KernelProcess:
         msg_id = self.ckc.kernel_info()
         reply = await self.wait_reply(self.ckc, msg_id, self.limits.interrupt_grace)
         return isinstance(reply, dict)
+
+    async def bootstrap(self, timeout: float) -> str:
+        """Install the dispatcher (bootstrap_code): the zygote's compiled copy when the kernel was
+        forked from one, else (or when that fails) the source. 'ok', 'error', 'timeout' or 'dead'."""
+        deadline = time.monotonic() + timeout
+        if self.km is not None and getattr(self.km, "zygote", None) is not None:
+            status = await self.run_quiet(bootstrap_code(self.token, self.run_dir, precompiled=True), timeout)
+            if status != "error":
+                self.bootstrapped_from = "zygote"
+                return status
+        self.bootstrapped_from = "source"
+        return await self.run_quiet(bootstrap_code(self.token, self.run_dir), max(1.0, deadline - time.monotonic()))
 
     async def run_quiet(self, code: str, timeout: float) -> str:
         """Run code without keeping outputs: 'ok', 'error', 'timeout' or 'dead'."""

@@ -38,6 +38,10 @@ from autograder.sandbox import kernel_base_env
 from autograder.tamper import parse_cell
 
 ZYGOTE_PROGRAM = Path(__file__).resolve().parent / "sandbox_side" / "zygote.py"
+# The grader's helper in the kernel, compiled once by the zygote and left in each kernel's sys.modules
+# under BOOTSTRAP_MODULE (sandbox_side/zygote.py `_compile_bootstrap`, kernel_process.py `bootstrap_code`).
+DISPATCHER_SOURCE = Path(__file__).resolve().parent / "kernel_side" / "dispatcher.py"
+BOOTSTRAP_MODULE = "_dlcourse_grader_bootstrap"
 log = logging.getLogger("autograder.kernel")
 _zygotes: dict[tuple, "Zygote"] = {}
 _lock = threading.Lock()
@@ -160,7 +164,8 @@ class Zygote:
         self.preload += [m for m in also if m not in self.preload]
         home = self.home = tempfile.mkdtemp(prefix="dlcourse-zygote-")
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = {"preload": self.preload, "control_fd": theirs.fileno(), "home": home}
+        config = {"preload": self.preload, "control_fd": theirs.fileno(), "home": home,
+                  "bootstrap": str(DISPATCHER_SOURCE), "bootstrap_module": BOOTSTRAP_MODULE}
         try:
             self.process = subprocess.Popen(
                 [executable, "-E", "-s", "-B", str(ZYGOTE_PROGRAM), json.dumps(config)],

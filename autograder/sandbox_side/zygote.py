@@ -6,7 +6,8 @@ submission and every restart; on 2 cores that is a third of a small grading. The
 
     python -E -s -B autograder/sandbox_side/zygote.py CONFIG
 
-with CONFIG a JSON object (the modules to import, the control socket's fd). It imports the modules,
+with CONFIG a JSON object (the modules to import, the control socket's fd, the grader's helper to
+compile for every kernel: `_compile_bootstrap`). It imports the modules,
 then waits for requests on the control socket (a SOCK_SEQPACKET socket pair the grader made: nobody
 else can reach it). A request is a sandbox SPEC (the same one setup.py gets, plus how to drop
 privileges, the kernel's environment, argv and launcher code) and two descriptors: a socket for the
@@ -37,6 +38,7 @@ from __future__ import annotations
 import builtins
 import ctypes
 import gc
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -314,7 +316,26 @@ def check_privileges(how: str, uid: int | None) -> None:
 # The kernel
 # ------------------------------------------------------------------------------------------------
 
-def _run_kernel(spec: dict) -> None:
+def _compile_bootstrap(path: str | None, name: str | None) -> types.ModuleType | None:
+    """The grader's helper (autograder/kernel_side/dispatcher.py at `path`), compiled once here: a
+    module `name` holding its code object (CODE) and the SHA-256 of the source it came from (SHA).
+    Every kernel finds it in sys.modules; the grader's first cell takes it out and runs it
+    (kernel_process.py, `bootstrap_code`) instead of sending 35 kB of source that each kernel
+    would compile again."""
+    if not path or not name:
+        return None
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        module = types.ModuleType(name)
+        module.CODE = compile(source, "<dlcourse-grader>", "exec")
+        module.SHA = hashlib.sha256(source).hexdigest()
+        return module
+    except (OSError, SyntaxError, ValueError):
+        return None                                   # the grader sends the source, as to a kernel started by exec
+
+
+def _run_kernel(spec: dict, bootstrap: types.ModuleType | None = None) -> None:
     """Run the kernel in this (forked) interpreter as `python -c LAUNCHER ARGV` would."""
     parent = os.environ.get("JPY_PARENT_PID")       # set by setup.py's reaper for its child
     os.environ.clear()
@@ -331,6 +352,8 @@ def _run_kernel(spec: dict) -> None:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
+    if bootstrap is not None:
+        sys.modules[bootstrap.__name__] = bootstrap
     gc.enable()                                       # main() froze the zygote's objects (why: there)
     exec(compile(spec["launcher"], "<string>", "exec"), main.__dict__)
 
@@ -350,6 +373,7 @@ def main(argv: list[str]) -> None:
             importlib.import_module(name)
         except Exception:     # noqa: BLE001 - not installed, or broken at import: the kernel imports it itself
             pass
+    bootstrap = _compile_bootstrap(config.get("bootstrap"), config.get("bootstrap_module"))
     gc.freeze()
     try:
         serve(config["control_fd"], config.get("home"))
@@ -357,7 +381,7 @@ def main(argv: list[str]) -> None:
         spec = kernel.args[0]
     else:
         return
-    _run_kernel(spec)
+    _run_kernel(spec, bootstrap)
 
 
 if __name__ == "__main__":
