@@ -257,7 +257,8 @@ def _pid_ns(pid: int) -> str | None:
 
 
 def _owner(pid: int) -> int | None:
-    """The owner of /proc/<pid>: the process's effective uid, or root's when it is not dumpable."""
+    """The owner of /proc/<pid>: the process's effective uid, also when it is not dumpable (then only
+    the files in the folder belong to root; see Sandbox.processes)."""
     try:
         return os.stat(f"/proc/{pid}").st_uid
     except OSError:
