@@ -15,6 +15,7 @@ that had completed again, dropping from the replay a cell that kills or hangs th
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -31,8 +32,7 @@ from jupyter_client.session import Session
 from jupyter_core.utils import run_sync
 
 from autograder import zygote
-from autograder.zygote import BOOTSTRAP_MODULE
-from autograder.kernel_side import dispatcher as kernel_side
+from autograder.zygote import BOOTSTRAP_MODULE, DISPATCHER_SOURCE
 from autograder.sandbox import Limits, Sandbox
 
 log = logging.getLogger("autograder.kernel")
@@ -73,14 +73,21 @@ def bootstrap_code(token: str, directory: Path, *, precompiled: bool = False) ->
     take it out of sys.modules; the cell fails (and the grader sends the source) when there is none.
     A kernel compiling the 35 kB source cell cost 25 ms of CPU per start (py-spy). Trust is the same
     either way: the cell runs before any student code, and nothing the dispatcher does is trusted."""
-    source = Path(kernel_side.__file__).read_bytes()
+    source, sha = _dispatcher_source()
     install = f"ns['install']({token!r}, {str(directory)!r})"
     if precompiled:
-        sha = hashlib.sha256(source).hexdigest()
         return (f"(lambda ns, b: (exec(b.CODE if b.SHA == {sha!r} else None, ns), {install}))"
                 f"({{'__name__': '_dlcourse_grader'}}, __import__('sys').modules.pop({BOOTSTRAP_MODULE!r}))")
-    return (f"(lambda ns: (exec(compile({source.decode()!r}, '<dlcourse-grader>', 'exec'), ns), "
+    return (f"(lambda ns: (exec(compile({source!r}, '<dlcourse-grader>', 'exec'), ns), "
             f"{install}))({{'__name__': '_dlcourse_grader'}})")
+
+
+@functools.cache
+def _dispatcher_source() -> tuple[str, str]:
+    """kernel_side/dispatcher.py's source and its SHA-256 (the file the zygote compiles), read once
+    per grading process rather than at every kernel start."""
+    data = DISPATCHER_SOURCE.read_bytes()
+    return data.decode(), hashlib.sha256(data).hexdigest()
 
 
 def short(text, n: int = 300) -> str:
@@ -276,7 +283,7 @@ class KernelProcess:
         """Install the dispatcher (bootstrap_code): the zygote's compiled copy when the kernel was
         forked from one, else (or when that fails) the source. 'ok', 'error', 'timeout' or 'dead'."""
         deadline = time.monotonic() + timeout
-        if self.km is not None and getattr(self.km, "zygote", None) is not None:
+        if self.km is not None and self.km.zygote is not None:
             status = await self.run_quiet(bootstrap_code(self.token, self.run_dir, precompiled=True), timeout)
             if status != "error":
                 self.bootstrapped_from = "zygote"

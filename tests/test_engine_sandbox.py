@@ -583,8 +583,8 @@ def test_a_new_zygote_imports_what_the_notebook_imports():
 def test_a_forked_kernel_runs_the_zygotes_compiled_helper_and_falls_back_to_the_source():
     """A kernel forked from the zygote installs the grader's helper from the copy the zygote compiled
     (sandbox_side/zygote.py `_compile_bootstrap`), which the first cell takes out of sys.modules; a
-    kernel without it (here: the copy is gone, as after a notebook ran in it) gets the source, and
-    both answer the suite's calls. Oracle: the kernel's own sys.modules and a call's value."""
+    kernel without it (here: the copy is gone, as after a notebook ran in it) gets the source; either
+    way the dispatcher is installed under its token. Oracle: the kernel's own namespace, read back."""
     from autograder.assignments import find_assignment
     from autograder.runner import WarmKernel
     assignment = find_assignment("01_convolution")
@@ -593,16 +593,19 @@ def test_a_forked_kernel_runs_the_zygotes_compiled_helper_and_falls_back_to_the_
         process = warm.session.process
         assert process.bootstrapped and process.bootstrapped_from == "zygote"
         assert _kernel_value(process, "__import__('sys').modules.get('_dlcourse_grader_bootstrap') is None") is True
+        assert _kernel_value(process, f"callable({process.token})") is True
         process.bootstrapped = False                     # installed again: the compiled copy is gone now
+        process.token += "_again"
         assert asyncio.run(process.bootstrap(60)) == "ok"
         assert process.bootstrapped_from == "source"
+        assert _kernel_value(process, f"callable({process.token})") is True
         assert _kernel_value(process, "6 * 7") == 42
     finally:
         warm.close()
 
 
 def _kernel_value(process, expression: str):
-    """The value of `expression` in the kernel, read back from the dispatcher's answer file."""
+    """The value of `expression` in the kernel's namespace, saved by the kernel and read back here."""
     import torch
     code = f"import torch\ntorch.save({expression}, {str(process.run_dir / 'probe.pt')!r})"
     assert asyncio.run(process.run_quiet(code, 60)) == "ok"
