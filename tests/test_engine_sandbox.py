@@ -302,9 +302,13 @@ def test_a_crashed_kernels_clean_up_never_kills_another_gradings_kernel():
         proc_a = subprocess.Popen(a.command(["sleep", "543.21"]), env=a.kernel_env(), cwd=a.home)
         a.track(proc_a.pid)
         assert _wait_for(lambda: a.processes() and a._ns_id is not None)
-        for pid in a.processes():                  # A's kernel dies by itself (a crash)
-            os.kill(pid, 9)
-        os.kill(a._ns_init, 9)
+        # A's kernel dies by itself (a crash). processes() lists the namespace's init too, and killing
+        # it ends everything in the namespace, so a later pid in the list may be gone already.
+        for pid in [*a.processes(), a._ns_init]:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         proc_a.wait(timeout=20)
         proc_b = subprocess.Popen(b.command(["sleep", "543.22"]), env=b.kernel_env(), cwd=b.home)
         b.track(proc_b.pid)
