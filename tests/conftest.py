@@ -35,9 +35,11 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"    not named: {missed}")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
     """The banks' grading starts in the background now, and the tests that read it run last
-    (tests/test_banks.py: the banks then use the cores the other tests leave idle)."""
+    (tests/test_banks.py: the banks then use the cores the other tests leave idle). Last of the
+    hooks, so that only the banks of tests that -k and -m kept are graded."""
     waiting = [item for item in items if item.path.name == "test_banks.py"
                and "graded" in getattr(item, "fixturenames", ())]
     if not waiting or config.option.collectonly:

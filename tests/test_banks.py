@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bank.common import NAMING_RATES, cell_scores, grade_bank, grade_cell_points, naming_rate, problems, validate_bank
+from bank.common import NAMING_RATES, bank_env, cell_scores, grade_bank, grade_cell_points, naming_rate, problems, validate_bank
 
 MIN_NAMING_RATE = 0.8       # issue 9: at least 80 % of a bank's honest mistakes named by the suite
 
@@ -43,6 +43,7 @@ class BankGrading:
     def __init__(self, banks, *, nice: int = 0, at_once: int = 1):
         self.banks = list(banks)
         self.nice = nice
+        self.env = bank_env()          # now, before any test can monkeypatch os.environ
         self.runs, self.errors = {}, {}
         self.done = {bank.ASSIGNMENT: threading.Event() for bank in self.banks}
         self.workdir = tempfile.TemporaryDirectory(prefix="dlcourse-banks-")
@@ -65,7 +66,7 @@ class BankGrading:
             try:
                 self.runs[bank.ASSIGNMENT] = grade_bank(bank.ASSIGNMENT, bank.CASES,
                                                         Path(self.workdir.name) / f"bank_{bank.ASSIGNMENT}",
-                                                        workers=2, nice=self.nice)
+                                                        workers=2, nice=self.nice, env=self.env)
             except Exception as e:  # noqa: BLE001 - reported by the bank's tests
                 self.errors[bank.ASSIGNMENT] = e
             finally:
@@ -110,6 +111,20 @@ def test_every_assignment_has_a_bank():
     assignments = {p.name for p in (Path(__file__).parents[1] / "autograder" / "suites").iterdir()
                    if p.is_dir() and not p.name.startswith(("_", "."))}
     assert assignments == {bank.ASSIGNMENT for bank in BANKS}
+
+
+def test_background_grading_keeps_the_environment_it_was_made_with(monkeypatch):
+    """The banks are graded in threads of this process while other tests run, and os.environ is
+    shared by every thread: a batch started while a test had set the fake grader's variable was
+    once graded by the fake grader (every case scored as the toy assignment). The grading takes
+    its environment when it is made, without the fake grader's variables, and never re-reads it."""
+    monkeypatch.setenv("AUTOGRADER_GRADER_CMD", "/bin/false set before")
+    grading = BankGrading([])
+    monkeypatch.setenv("AUTOGRADER_GRADER_CMD", "/bin/false set after")
+    monkeypatch.setenv("DLCOURSE_TEST_SET_AFTER", "1")
+    assert "AUTOGRADER_GRADER_CMD" not in grading.env and "DLCOURSE_TEST_SET_AFTER" not in grading.env
+    assert grading.env["PATH"] == os.environ["PATH"]
+    grading.workdir.cleanup()
 
 
 @pytest.mark.parametrize("bank", BANKS, ids=bank_id)

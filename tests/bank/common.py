@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -408,8 +409,24 @@ class BankRun:
     cases: list = field(default_factory=list)
 
 
+# What a bank grading must never inherit from a test that runs beside it: the fake grader
+# (tests/autograder_fakes.py, which grades every notebook as its toy assignment).
+TEST_ONLY_ENV = ("AUTOGRADER_GRADER_CMD", "FAKE_GRADER_LOG")
+
+
+def bank_env(base=None) -> dict:
+    """The environment a bank's batch command runs in: `base` (default os.environ, read now) without
+    TEST_ONLY_ENV. The background grading (test_banks.py) takes its copy when the tests are collected,
+    before any test's monkeypatch.setenv: os.environ is the process's, shared by every thread, so a
+    batch started while a test had set AUTOGRADER_GRADER_CMD was once graded by the fake grader."""
+    env = dict(os.environ if base is None else base)
+    for name in TEST_ONLY_ENV:
+        env.pop(name, None)
+    return env
+
+
 def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: float = 1800,
-               nice: int = 0) -> BankRun:
+               nice: int = 0, env: dict | None = None) -> BankRun:
     """Write `cases` into `workdir/submissions` and grade them all with ONE batch command.
 
     Runs `python -m autograder grade <assignment> <workdir/submissions> --workers N --force
@@ -417,6 +434,7 @@ def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: fl
     where missing). Run size "tiny" (DLCOURSE_RUN_SIZE in the kernel) shrinks the notebooks' own
     demonstrations, which the hidden suites never grade.
     nice > 0 runs it (and the kernels it starts) at a lower CPU priority.
+    env: the command's environment (default bank_env(), this process's environment read now).
     """
     workdir = Path(workdir)
     subs, out = workdir / "submissions", workdir / "grades"
@@ -426,7 +444,8 @@ def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: fl
     start = time.perf_counter()
     if nice > 0 and shutil.which("nice"):
         cmd = [shutil.which("nice"), "-n", str(nice), *cmd]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=env if env is not None else bank_env())
     seconds = time.perf_counter() - start
     results = {}
     for case in cases:
