@@ -146,18 +146,19 @@ def test_unchanged_submissions_are_not_graded_again(fake, tmp_path):
 
 
 def test_workers_grade_in_parallel(fake, tmp_path):
-    """With 2 workers two graders run at the same time (their start/end intervals overlap)."""
+    """With 2 workers two graders run at the same time (their start/end intervals overlap), and
+    never more than 2. Each grading sleeps 2 s. How many pairs of intervals overlap depends on when
+    each pooled grader's interpreter is ready: in one CI run, with 1 s sleeps, only one pair did where
+    the test expected two, so the test asserts that two ran at once, not how often."""
     subs = tmp_path / "subs"
     for s in ("a1", "a2", "a3", "a4"):
-        write(subs / f"{s}.ipynb", "sleep=1 pass=test_mul")
+        write(subs / f"{s}.ipynb", "sleep=2 pass=test_mul")
     run(fake, subs, tmp_path / "grades", workers=2)
     starts = {l[1]: float(l[2]) for l in fakes.log_lines(tmp_path, "start")}
     ends = {l[1]: float(l[2]) for l in fakes.log_lines(tmp_path, "end")}
-    overlaps = sum(1 for a in starts for b in starts
-                   if a < b and starts[a] < ends[b] and starts[b] < ends[a])
-    assert overlaps >= 2
+    assert sorted(starts) == sorted(ends) == ["a1", "a2", "a3", "a4"]
     running = max(sum(1 for s in starts if starts[s] <= t < ends[s]) for t in starts.values())
-    assert running == 2                                          # never more than --workers
+    assert running == 2                                          # at once, and never more than --workers
 
 
 def test_graders_are_started_ahead_and_each_grades_one_submission(fake, tmp_path):
