@@ -166,7 +166,7 @@ def test_graders_are_started_ahead_and_each_grades_one_submission(fake, tmp_path
     current one is graded; every submission gets a process of its own; none is started in vain."""
     subs = tmp_path / "subs"
     for s in ("b1", "b2", "b3", "b4"):
-        write(subs / f"{s}.ipynb", "sleep=1 pass=test_mul")
+        write(subs / f"{s}.ipynb", "sleep=2 pass=test_mul")          # 2 s: a loaded machine's interpreter start
     run(fake, subs, tmp_path / "grades", workers=1)
     ready = {l[3]: float(l[2]) for l in fakes.log_lines(tmp_path, "ready")}
     starts = {l[1]: (float(l[2]), l[3]) for l in fakes.log_lines(tmp_path, "start")}
