@@ -182,8 +182,8 @@ def once_running(one: dict[str, float], many: dict[str, float], workers: int) ->
     ran at full speed (the first W carry the batch's start-up). One worker grades them one after
     another, so its time for each is the gap between its result and the one before; W workers took
     the time from their W-th result to their last. Summing the 1-worker gaps of exactly those
-    submissions weighs each by its own work: a blank notebook, graded in a quarter of a second,
-    counts for what it costs and not as a whole submission. -> (1-worker seconds, W-worker seconds,
+    submissions weighs each by its own work: a blank notebook (no kernel starts for it: a quarter of
+    a second) counts for what it costs and not as a whole submission. -> (1-worker seconds, W-worker seconds,
     how many submissions), or None where that cannot be measured (fewer than W + 1 results, or one of
     those submissions was the 1-worker batch's first, whose gap is the start-up)."""
     order1, orderw = sorted(one, key=one.get), sorted(many, key=many.get)
