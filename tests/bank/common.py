@@ -414,15 +414,12 @@ class BankRun:
 TEST_ONLY_ENV = ("AUTOGRADER_GRADER_CMD", "FAKE_GRADER_LOG")
 
 
-def bank_env(base=None) -> dict:
-    """The environment a bank's batch command runs in: `base` (default os.environ, read now) without
-    TEST_ONLY_ENV. The background grading (test_banks.py) takes its copy when the tests are collected,
-    before any test's monkeypatch.setenv: os.environ is the process's, shared by every thread, so a
-    batch started while a test had set AUTOGRADER_GRADER_CMD was once graded by the fake grader."""
-    env = dict(os.environ if base is None else base)
-    for name in TEST_ONLY_ENV:
-        env.pop(name, None)
-    return env
+def bank_env() -> dict:
+    """The environment a bank's batch command runs in: os.environ, read now, without TEST_ONLY_ENV.
+    The background grading (test_banks.py) takes its copy when the tests are collected, before any
+    test's monkeypatch.setenv: os.environ is the process's, shared by every thread, so a batch
+    started while a test had set AUTOGRADER_GRADER_CMD was once graded by the fake grader."""
+    return {name: value for name, value in os.environ.items() if name not in TEST_ONLY_ENV}
 
 
 def grade_bank(assignment: str, cases, workdir, *, workers: int = 2, timeout: float = 1800,
